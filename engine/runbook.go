@@ -137,4 +137,6 @@ type Scope struct {
 	// Steps maps step id to the step's outputs (a value of its outputs struct).
 	// Steps not run yet or skipped are absent and read as zero values.
 	Steps map[string]any
+
+	env *boundEnv // expression environment cached between evaluations; owned by the expression code
 }
