@@ -1,0 +1,81 @@
+package local
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+
+	"runbook/engine"
+)
+
+// testEnv returns an Env like the engine builds, with its operator output
+// in the returned buffer and secrets redacted as "***".
+func testEnv(t *testing.T, secrets ...string) (*engine.Env, *bytes.Buffer) {
+	t.Helper()
+	out := &bytes.Buffer{}
+	var pairs []string
+	for _, s := range secrets {
+		pairs = append(pairs, s, "***")
+	}
+	r := strings.NewReplacer(pairs...)
+	return &engine.Env{
+		RunID:     "test-run",
+		RunDir:    t.TempDir(),
+		BackupDir: t.TempDir(),
+		StepID:    "step",
+		Out:       out,
+		Redact:    r.Replace,
+		Secrets:   secrets,
+	}, out
+}
+
+func TestRegister(t *testing.T) {
+	r := engine.NewRegistry()
+	Register(r)
+	want := map[string]engine.Effect{
+		"assert":     engine.EffectRead,
+		"note":       engine.EffectRead,
+		"sleep":      engine.EffectRead,
+		"confirm":    engine.EffectInteractive,
+		"exec":       engine.EffectWrite,
+		"cert.parse": engine.EffectRead,
+	}
+	if got := r.IDs(); len(got) != len(want) {
+		t.Fatalf("registered %v, want %d types", got, len(want))
+	}
+	for id, effect := range want {
+		st, ok := r.Lookup(id)
+		if !ok {
+			t.Errorf("%s is not registered", id)
+			continue
+		}
+		if st.Effect() != effect {
+			t.Errorf("%s: effect %s, want %s", id, st.Effect(), effect)
+		}
+		checkTags(t, id, st.ParamsType(), st.OutputsType())
+	}
+}
+
+// checkTags checks the struct tag conventions: every params field has a
+// yaml key and a doc sentence; every outputs field has the same json and
+// expr name.
+func checkTags(t *testing.T, id string, params, outputs reflect.Type) {
+	t.Helper()
+	for i := range params.NumField() {
+		f := params.Field(i)
+		if f.Tag.Get("yaml") == "" {
+			t.Errorf("%s params %s: no yaml tag", id, f.Name)
+		}
+		if doc := f.Tag.Get("doc"); doc == "" || !strings.HasSuffix(doc, ".") {
+			t.Errorf("%s params %s: doc %q is not a sentence", id, f.Name, doc)
+		}
+	}
+	for i := range outputs.NumField() {
+		f := outputs.Field(i)
+		j, e := f.Tag.Get("json"), f.Tag.Get("expr")
+		if j == "" || j != e {
+			t.Errorf("%s outputs %s: json %q and expr %q differ", id, f.Name, j, e)
+		}
+	}
+}
