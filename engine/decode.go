@@ -69,12 +69,13 @@ func collectFields(t reflect.Type, index []int, si *structInfo) {
 	for i := range t.NumField() {
 		sf := t.Field(i)
 		tag := sf.Tag.Get("yaml")
-		if tag == "-" || !sf.IsExported() {
+		name, opts, _ := strings.Cut(tag, ",")
+		inline := contains(strings.Split(opts, ","), "inline") && sf.Type.Kind() == reflect.Struct
+		if tag == "-" || !sf.IsExported() && !(inline && sf.Anonymous) {
 			continue
 		}
-		name, opts, _ := strings.Cut(tag, ",")
 		idx := append(append([]int(nil), index...), i)
-		if contains(strings.Split(opts, ","), "inline") && sf.Type.Kind() == reflect.Struct {
+		if inline {
 			collectFields(sf.Type, idx, si)
 			continue
 		}
@@ -403,6 +404,8 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, where string) {
 		prefix += "."
 	}
 	seen := make(map[string]bool, len(n.Content)/2)
+	merged := false
+	misspelt := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
@@ -413,9 +416,13 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, where string) {
 		if !ok {
 			if k.Value == "<<" {
 				d.problem(k, where, "YAML merge keys are not supported in runbooks; write the keys out")
+				merged = true
 				continue
 			}
 			d.problem(k, where, "unknown key %q%s", k.Value, didYouMean(k.Value, info.keys))
+			if s := nearest(k.Value, info.keys); s != "" {
+				misspelt[s] = true
+			}
 			continue
 		}
 		if seen[k.Value] {
@@ -434,7 +441,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, where string) {
 			continue
 		}
 		switch {
-		case f.required:
+		case f.required && !merged && !misspelt[f.key]:
 			d.problem(n, where, "missing required key %q", f.key)
 		case f.def != nil && f.defErr == nil:
 			dd := &decoder{literal: true}

@@ -85,8 +85,15 @@ func nearest(name string, candidates []string) string {
 	if n := len([]rune(name)); n <= 3 {
 		limit = 1
 	}
-	if best == "" || bestDist > limit {
-		return ""
+	if best != "" && bestDist <= limit {
+		return best
+	}
+	// A cut-short key, such as on_fail for on_failure.
+	best = ""
+	for _, c := range candidates {
+		if len(name) >= 3 && strings.HasPrefix(strings.ToLower(c), lname) && (best == "" || len(c) < len(best)) {
+			best = c
+		}
 	}
 	return best
 }

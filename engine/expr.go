@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,7 +16,11 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
@@ -234,23 +239,44 @@ func (l *loader) compile(src string, at exprSite, vis visibility) *program {
 		l.errorf(at(0), "empty expression")
 		return nil
 	}
-	tree, err := parser.Parse(src)
+	tree, err := parser.ParseWithConfig(src, l.exprConfig())
 	if err != nil {
-		l.exprError(src, at, err)
+		l.exprError(src, at, err, nil)
 		return nil
 	}
 	if !l.checkRefs(tree.Node, at, vis) {
 		return nil
 	}
-	opts := make([]expr.Option, 0, len(helperFuncs)+1)
-	opts = append(opts, expr.Env(reflect.New(l.env.typ).Interface()))
-	opts = append(opts, helperFuncs...)
-	prog, err := expr.Compile(src, opts...)
+	c := l.exprConfig()
+	if _, err := checker.Check(tree, c); err != nil {
+		l.exprError(src, at, err, tree)
+		return nil
+	}
+	if err := optimizer.Optimize(&tree.Node, c); err != nil {
+		l.exprError(src, at, err, tree)
+		return nil
+	}
+	prog, err := compiler.Compile(tree, c)
 	if err != nil {
-		l.exprError(src, at, err)
+		l.exprError(src, at, err, tree)
 		return nil
 	}
 	return &program{layout: l.env, prog: prog, src: src, pos: at(0)}
+}
+
+// exprConfig returns the expr-lang configuration for the runbook's
+// environment, made once per Load so that its type cache is shared.
+func (l *loader) exprConfig() *conf.Config {
+	if l.conf == nil {
+		c := conf.CreateNew()
+		expr.Env(reflect.New(l.env.typ).Interface())(c)
+		for _, op := range helperFuncs {
+			op(c)
+		}
+		c.Check()
+		l.conf = c
+	}
+	return l.conf
 }
 
 // compileCondition compiles a condition, which must be a bool.
@@ -267,21 +293,57 @@ func (l *loader) compileCondition(src string, at exprSite, vis visibility) *prog
 }
 
 // exprError turns an expr-lang error into a diagnostic at its position.
-func (l *loader) exprError(src string, at exprSite, err error) {
+// tree, when not nil, is the checked tree, used to list the fields of a
+// value that has no field by the name used.
+func (l *loader) exprError(src string, at exprSite, err error, tree *parser.Tree) {
 	var fe *file.Error
 	if !errors.As(err, &fe) {
 		l.errorf(at(0), "%v", err)
 		return
 	}
 	msg := fe.Message
+	if msg == "unexpected token EOF" {
+		msg = "unexpected end of expression"
+	}
 	if name, ok := strings.CutPrefix(msg, "unknown name "); ok {
 		msg += didYouMean(name, []string{"params", "facts", "steps"})
+	}
+	if m := noFieldMessage.FindStringSubmatch(msg); m != nil && tree != nil {
+		if names := fieldsAt(tree.Node, fe.From); names != nil {
+			msg = fmt.Sprintf("unknown field %q", m[1])
+			if hint := didYouMean(m[1], names); hint != "" {
+				msg += hint
+			} else {
+				msg += "; the fields are " + strings.Join(names, ", ")
+			}
+		}
 	}
 	off := fe.From
 	if n := len([]rune(src)); off > n {
 		off = n
 	}
 	l.errorf(at(off), "%s", msg)
+}
+
+var noFieldMessage = regexp.MustCompile(`^(?:type \S+ has no field|unknown field) (\S+)$`)
+
+// fieldsAt returns the field names of the value a member access at offset
+// from reads, after a failed check left the types of the nodes before it.
+func fieldsAt(root ast.Node, from int) []string {
+	var names []string
+	ast.Walk(&root, visitFunc(func(n *ast.Node) {
+		m, ok := (*n).(*ast.MemberNode)
+		if !ok || names != nil {
+			return
+		}
+		if m.Location().From != from && m.Property.Location().From != from {
+			return
+		}
+		if t := m.Node.Type(); t != nil && t.Kind() != reflect.Interface {
+			names = exprFieldNames(t)
+		}
+	}))
+	return names
 }
 
 // checkRefs checks every params.X, facts.X and steps.X.Y in the tree against
@@ -320,7 +382,7 @@ func (l *loader) checkRefs(root ast.Node, at exprSite, vis visibility) bool {
 		}
 		if !literal {
 			if id.Value == "steps" {
-				fail(m, "steps must be followed by a step id, as in steps.%s", firstOr(l.env.stepIDs, "check"))
+				fail(id, "steps must be followed by a step id, as in steps.%s", firstOr(l.env.stepIDs, "check"))
 			}
 			continue
 		}
@@ -531,6 +593,7 @@ func (l *loader) compileTemplate(s string, at exprSite, vis visibility, whole bo
 			continue
 		}
 		off := seg.off
+		lead := len([]rune(seg.expr)) - len([]rune(strings.TrimLeft(seg.expr, " \t")))
 		p := l.compile(seg.expr, func(o int) Pos { return at(off + o) }, vis)
 		if p == nil {
 			ok = false
@@ -541,7 +604,7 @@ func (l *loader) compileTemplate(s string, at exprSite, vis visibility, whole bo
 			continue
 		}
 		if typ := p.prog.Node().Type(); !textual(typ) {
-			l.errorf(at(off), "cannot put %s into text; make it a string first (for a list: join(list, \",\"))", typeName(typ))
+			l.errorf(at(off+lead), "cannot put %s into text; make it a string first (for a list: join(list, \",\"))", typeName(typ))
 			ok = false
 			continue
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/expr-lang/expr/conf"
 	"gopkg.in/yaml.v3"
 )
 
@@ -41,6 +42,11 @@ type loader struct {
 	lines []string
 	diags Diagnostics
 	env   *envLayout
+	conf  *conf.Config
+	// suggested holds, per mapping node, the keys a did-you-mean proposed
+	// for an unknown key; a missing key that was proposed is not reported
+	// again.
+	suggested map[*yaml.Node]map[string]bool
 }
 
 func (l *loader) errorf(p Pos, format string, args ...any) {
@@ -104,6 +110,7 @@ func (l *loader) mapping(n *yaml.Node, what string, known []string) map[string]k
 		}
 		if known != nil && !contains(known, k.Value) {
 			l.errorf(l.pos(k), "unknown key %q in %s%s", k.Value, what, didYouMean(k.Value, known))
+			l.suggest(n, nearest(k.Value, known))
 			continue
 		}
 		if v.Kind == yaml.AliasNode {
@@ -113,6 +120,28 @@ func (l *loader) mapping(n *yaml.Node, what string, known []string) map[string]k
 		out[k.Value] = keyValue{k, v}
 	}
 	return out
+}
+
+// suggest records that a did-you-mean proposed key in mapping n.
+func (l *loader) suggest(n *yaml.Node, key string) {
+	if key == "" {
+		return
+	}
+	if l.suggested == nil {
+		l.suggested = map[*yaml.Node]map[string]bool{}
+	}
+	if l.suggested[n] == nil {
+		l.suggested[n] = map[string]bool{}
+	}
+	l.suggested[n][key] = true
+}
+
+// missing reports that mapping n lacks key, unless a did-you-mean already
+// proposed key for a misspelt one.
+func (l *loader) missing(n *yaml.Node, key, format string, args ...any) {
+	if !l.suggested[n][key] {
+		l.errorf(l.pos(n), format, args...)
+	}
 }
 
 // str returns the string value of a scalar, reporting anything else.
@@ -191,7 +220,7 @@ func (l *loader) load() *Runbook {
 	}
 	var shapes []*stepShape
 	if kv, ok := m["steps"]; !ok {
-		l.errorf(l.pos(root), "missing key %q: a runbook needs at least one step", "steps")
+		l.missing(root, "steps", "missing key %q: a runbook needs at least one step", "steps")
 	} else if items, ok := l.seq(kv); ok {
 		if len(items) == 0 {
 			l.errorf(l.pos(kv.val), "steps: a runbook needs at least one step")
@@ -272,12 +301,12 @@ func (l *loader) yamlError(err error) {
 // header reads apiVersion, name, title, description and kb.
 func (l *loader) header(rb *Runbook, root *yaml.Node, m map[string]keyValue) {
 	if kv, ok := m["apiVersion"]; !ok {
-		l.errorf(l.pos(root), "missing key %q: the first line should be apiVersion: %s", "apiVersion", APIVersion)
+		l.missing(root, "apiVersion", "missing key %q: the first line should be apiVersion: %s", "apiVersion", APIVersion)
 	} else if s, ok := l.str(kv); ok && s != APIVersion {
 		l.errorf(l.pos(kv.val), "unknown apiVersion %q: this engine reads %s", s, APIVersion)
 	}
 	if kv, ok := m["name"]; !ok {
-		l.errorf(l.pos(root), "missing key %q", "name")
+		l.missing(root, "name", "missing key %q", "name")
 	} else if s, ok := l.str(kv); ok {
 		if !runbookNamePattern.MatchString(s) {
 			l.errorf(l.pos(kv.val), "name %q: use lower-case words joined by dashes, such as sts-regenerate", s)
@@ -285,7 +314,7 @@ func (l *loader) header(rb *Runbook, root *yaml.Node, m map[string]keyValue) {
 		rb.Name = s
 	}
 	if kv, ok := m["title"]; !ok {
-		l.errorf(l.pos(root), "missing key %q", "title")
+		l.missing(root, "title", "missing key %q", "title")
 	} else if s, ok := l.str(kv); ok {
 		if strings.TrimSpace(s) == "" {
 			l.errorf(l.pos(kv.val), "title: empty title")
@@ -345,7 +374,7 @@ func (l *loader) param(k, v *yaml.Node) *ParamDecl {
 	}
 	typed := false
 	if kv, ok := m["type"]; !ok {
-		l.errorf(l.pos(v), "param %s: missing key %q (one of %s)", k.Value, "type", strings.Join(paramTypes, ", "))
+		l.missing(v, "type", "param %s: missing key %q (one of %s)", k.Value, "type", strings.Join(paramTypes, ", "))
 	} else if s, ok := l.str(kv); ok {
 		if contains(paramTypes, s) {
 			p.Type, typed = ParamType(s), true
@@ -407,6 +436,18 @@ type stepShape struct {
 	step *Step
 	node *yaml.Node
 	m    map[string]keyValue
+	// badWith is set when `with:` is there but could not be read.
+	badWith bool
+}
+
+// hasKey reports whether mapping n has key.
+func hasKey(n *yaml.Node, key string) bool {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 // steps reads the structure of every step: ids, types and plain settings.
@@ -424,7 +465,7 @@ func (l *loader) steps(items []*yaml.Node) []*stepShape {
 			continue
 		}
 		if kv, ok := m["id"]; !ok {
-			l.errorf(l.pos(n), "%s: missing key %q", what, "id")
+			l.missing(n, "id", "%s: missing key %q", what, "id")
 		} else if s, ok := l.str(kv); ok {
 			switch line, dup := first[s]; {
 			case !identPattern.MatchString(s):
@@ -440,7 +481,7 @@ func (l *loader) steps(items []*yaml.Node) []*stepShape {
 			what = "step " + st.ID
 		}
 		if kv, ok := m["uses"]; !ok {
-			l.errorf(l.pos(n), "%s: missing key %q", what, "uses")
+			l.missing(n, "uses", "%s: missing key %q", what, "uses")
 		} else if s, ok := l.str(kv); ok {
 			st.Uses = s
 			if t, found := l.reg.Lookup(s); found {
@@ -477,10 +518,13 @@ func (l *loader) steps(items []*yaml.Node) []*stepShape {
 		if kv, ok := m["retry"]; ok {
 			st.Retry = l.retry(kv)
 		}
+		shape := &stepShape{step: st, node: n, m: m}
 		if kv, ok := m["with"]; ok {
 			st.With = kv.val
+		} else if hasKey(n, "with") {
+			shape.badWith = true // reported by mapping
 		}
-		out = append(out, &stepShape{step: st, node: n, m: m})
+		out = append(out, shape)
 	}
 	return out
 }
@@ -502,7 +546,7 @@ func (l *loader) retry(kv keyValue) Retry {
 			r.Attempts = n
 		}
 	} else {
-		l.errorf(l.pos(kv.val), "retry: missing key %q", "attempts")
+		l.missing(kv.val, "attempts", "retry: missing key %q", "attempts")
 	}
 	if d, ok := m["delay"]; ok {
 		r.Delay, _ = l.duration(d)
@@ -532,7 +576,9 @@ func (l *loader) stepExprs(s *stepShape, i int) {
 	if kv, ok := s.m["assert"]; ok {
 		st.Assert = l.conditions(kv, false, visibility{upTo: i + 1, self: st.ID})
 	}
-	l.checkWith(st, s.m, before)
+	if !s.badWith {
+		l.checkWith(st, s.m, before)
+	}
 }
 
 // conditions reads a list of {expr, message}.
@@ -552,11 +598,11 @@ func (l *loader) conditions(kv keyValue, needMessage bool, vis visibility) []*Co
 		if mk, ok := m["message"]; ok {
 			c.Message, _ = l.str(mk)
 		} else if needMessage {
-			l.errorf(l.pos(item), "%s: missing key %q: say why the run is refused", what, "message")
+			l.missing(item, "message", "%s: missing key %q: say why the run is refused", what, "message")
 		}
 		ek, ok := m["expr"]
 		if !ok {
-			l.errorf(l.pos(item), "%s: missing key %q", what, "expr")
+			l.missing(item, "expr", "%s: missing key %q", what, "expr")
 			continue
 		}
 		text, ok := l.exprText(ek)

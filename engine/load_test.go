@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -119,9 +120,52 @@ func ltLoad(t testing.TB, path string) *Runbook {
 	return rb
 }
 
-func TestLoadValid(t *testing.T) {
-	rb := ltLoad(t, "testdata/valid/sts.yaml")
-	_ = rb
-	_ = strings.TrimSpace
-	_ = filepath.Join
+// TestLoadBroken loads every runbook under testdata/broken and compares
+// its diagnostics with the .golden file beside it.
+func TestLoadBroken(t *testing.T) {
+	files, err := filepath.Glob("testdata/broken/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 20 {
+		t.Fatalf("only %d broken runbooks in testdata/broken", len(files))
+	}
+	reg := ltRegistry()
+	for _, path := range files {
+		name := strings.TrimSuffix(filepath.Base(path), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb, err := Load(reg, path, src)
+			if err == nil {
+				t.Fatalf("Load succeeded: %+v", rb)
+			}
+			var diags Diagnostics
+			if !errors.As(err, &diags) {
+				t.Fatalf("Load error is %T, want Diagnostics: %v", err, err)
+			}
+			for _, d := range diags {
+				if d.Pos.File != path || d.Pos.Line < 1 || d.Pos.Col < 1 {
+					t.Errorf("diagnostic without a position: %v", d)
+				}
+			}
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(path, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("diagnostics differ from %s\ngot:\n%s\nwant:\n%s", golden, got, want)
+			}
+		})
+	}
 }
