@@ -177,9 +177,8 @@ func (n *Node) fillFromRegistry(ctx context.Context, info *nodeInfo, failed []er
 	return errors.Join(errs...)
 }
 
-// registryLine matches one value that lwregshell list_values prints:
-//
-//	+  "PNID"  REG_SZ  "vcsa1.example.com"
+// registryLine matches one value that lwregshell list_values prints, such as
+// `+  "PNID"  REG_SZ  "vcsa1.example.com"`.
 var registryLine = regexp.MustCompile(`^\+?\s*"([^"]+)"\s+REG_SZ\s+"(.*)"\s*$`)
 
 // parseRegistryValues returns the REG_SZ values of lwregshell output.

@@ -52,7 +52,7 @@ type Profile struct {
 type Credentials struct {
 	// User is the login. For SSO it is a UPN such as
 	// administrator@vsphere.local; for SSH an account such as root.
-	User string `yaml:"user"`
+	User string `yaml:"user,omitempty"`
 	// PasswordFile is a file holding the password (one trailing newline is
 	// ignored). A relative path is relative to the profile file.
 	PasswordFile string `yaml:"password_file,omitempty"`
@@ -213,32 +213,34 @@ func (p *Profile) Validate() error {
 }
 
 // validationError is a problem with a field, named by its path such as
-// "nodes[0].pnid".
+// "nodes[0].pnid"; the path also locates it in the file.
 type validationError struct {
 	field string
 	msg   string
 }
 
-func (e validationError) Error() string {
-	if e.field == "" {
-		return e.msg
-	}
-	return e.field + ": " + e.msg
-}
+func (e validationError) Error() string { return e.msg }
 
 // validate returns every problem with the profile's values.
 func (p *Profile) validate() []validationError {
 	var errs []validationError
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, validationError{field, fmt.Sprintf(format, args...)})
+		errs = append(errs, validationError{field, field + ": " + fmt.Sprintf(format, args...)})
+	}
+	missing := func(parent, key, hint string) {
+		msg := key + " is required" + hint
+		if parent != "" {
+			msg = parent + ": " + msg
+		}
+		errs = append(errs, validationError{parent, msg})
 	}
 	if p.Domain == "" {
-		bad("domain", "is required (the SSO domain, such as vsphere.local)")
+		missing("", "domain", " (the SSO domain, such as vsphere.local)")
 	} else if !validDomain(p.Domain) {
 		bad("domain", "%q is not a domain name such as vsphere.local", p.Domain)
 	}
 	if p.SSO.User == "" {
-		bad("sso.user", "is required (the SSO administrator, such as administrator@vsphere.local)")
+		missing("sso", "user", " (the SSO administrator, such as administrator@vsphere.local)")
 	} else if user, dom, ok := strings.Cut(p.SSO.User, "@"); !ok || user == "" || dom == "" {
 		bad("sso.user", "%q is not a UPN such as administrator@%s", p.SSO.User, p.Domain)
 	} else if p.Domain != "" && !strings.EqualFold(dom, p.Domain) {
@@ -254,14 +256,14 @@ func (p *Profile) validate() []validationError {
 	for i, n := range p.Nodes {
 		at := fmt.Sprintf("nodes[%d]", i)
 		if n.PNID == "" {
-			bad(at, "pnid is required")
+			missing(at, "pnid", "")
 		} else if j, dup := seen[strings.ToLower(n.PNID)]; dup {
 			bad(at+".pnid", "%s is already nodes[%d]", n.PNID, j)
 		} else {
 			seen[strings.ToLower(n.PNID)] = i
 		}
 		if n.Address == "" {
-			bad(at, "address is required")
+			missing(at, "address", "")
 		}
 		for _, pt := range []struct {
 			name string
