@@ -202,13 +202,15 @@ type node struct {
 	store *memStore
 }
 
-// startNode starts a server over store with a fresh CA and leaf; cfg may
-// preset Faults or TrustedChains.
+// startNode starts a server over store (or cfg.Store when store is nil)
+// with a fresh CA and leaf; cfg may preset Faults or TrustedChains.
 func startNode(t testing.TB, store *memStore, cfg Config) *node {
 	t.Helper()
 	n := &node{ca: newTestCA(t), store: store}
 	n.cert.Store(n.ca.leaf(t, "vc1.example.com"))
-	cfg.Store = store
+	if store != nil {
+		cfg.Store = store
+	}
 	cfg.Certificate = func() (*tls.Certificate, error) { return n.cert.Load(), nil }
 	cfg.Login = func(user, password string) bool { return user == testUser && password == testPassword }
 	srv, err := Start(context.Background(), cfg)
