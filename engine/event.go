@@ -123,9 +123,9 @@ func (p *reporter) stepLine(index int, st *Step, status StepStatus, result strin
 
 // planLines prints a plan's changes as a diff:
 //
-//	  ~ update <object>
-//	      - before
-//	      + after
+//	~ update <object>
+//	    - before
+//	    + after
 func (p *reporter) planLines(pl *Plan) {
 	if p.progress == nil || pl == nil {
 		return
@@ -185,4 +185,3 @@ func formatElapsed(d time.Duration) string {
 func elapsedMS(d time.Duration) float64 {
 	return float64(d.Round(time.Microsecond)) / float64(time.Millisecond)
 }
-

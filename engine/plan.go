@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -212,11 +212,28 @@ func describeChange(before, after *Plan) string {
 	if before == nil || after == nil {
 		return ""
 	}
-	if before.Summary != after.Summary {
-		return fmt.Sprintf(" (planned %q, now %q)", before.Summary, after.Summary)
+	for i := range min(len(before.Changes), len(after.Changes)) {
+		b, a := before.Changes[i], after.Changes[i]
+		switch {
+		case b.Object != a.Object || b.Action != a.Action:
+			return fmt.Sprintf(" (planned %s %s, now %s %s)", b.Action, b.Object, a.Action, a.Object)
+		case b.Before != a.Before:
+			return fmt.Sprintf(" (%s was %s when planned, now %s)", a.Object, clip(b.Before), clip(a.Before))
+		case b.After != a.After:
+			return fmt.Sprintf(" (%s would become %s, planned %s)", a.Object, clip(a.After), clip(b.After))
+		}
 	}
-	if !reflect.DeepEqual(before.Changes, after.Changes) {
-		return fmt.Sprintf(" (planned %d changes, now %d, and they differ)", len(before.Changes), len(after.Changes))
+	if len(before.Changes) != len(after.Changes) {
+		return fmt.Sprintf(" (planned %d changes, now %d)", len(before.Changes), len(after.Changes))
 	}
 	return ""
+}
+
+// clip quotes s, shortened for a one-line message.
+func clip(s string) string {
+	const max = 60
+	if r := []rune(s); len(r) > max {
+		s = string(r[:max]) + "…"
+	}
+	return strconv.Quote(s)
 }

@@ -620,6 +620,12 @@ func (sr *stepRun) write(ctx context.Context) error {
 	if p := x.prior[sr.st.ID]; p != nil && p.intent && !x.dry {
 		return sr.resumeWrite(ctx)
 	}
+	return sr.planAndApply(ctx)
+}
+
+// planAndApply plans a write step and, unless dry, applies it.
+func (sr *stepRun) planAndApply(ctx context.Context) error {
+	x := sr.x
 	var pl Plan
 	n, err := sr.attempt(ctx, func(ctx context.Context) error {
 		var err error
@@ -717,7 +723,7 @@ func (sr *stepRun) resumeWrite(ctx context.Context) error {
 		return sr.done(out, 0, "applied before the interruption", true)
 	case NotApplied:
 		x.rep.printf("[%d/%d] write %s: not applied before the interruption; applying", sr.index, x.rep.total, sr.st.ID)
-		return sr.write(ctx)
+		return sr.planAndApply(ctx)
 	}
 	unknown := &ResumeUnknownError{RunID: x.id, Step: sr.st.ID, Detail: detail}
 	sr.res.Err = unknown
@@ -867,6 +873,9 @@ func (sr *stepRun) planned(pl *Plan, message string) error {
 	if pl != nil && !x.quiet {
 		x.rep.event(Event{Type: EventPlan, Step: sr.st.ID, Index: sr.index, Effect: sr.res.Effect, Message: pl.Summary, Changes: pl.Changes})
 	}
+	if pl != nil {
+		message = "plan: " + message
+	}
 	sr.report(StepPlanned, message)
 	if pl != nil && !x.quiet {
 		x.rep.planLines(pl)
@@ -878,7 +887,7 @@ func (sr *stepRun) planned(pl *Plan, message string) error {
 }
 
 // zeroOutputsNote explains a planned step's outputs in plans and progress.
-const zeroOutputsNote = "outputs not known until the step runs; later steps of this dry-run saw zero values"
+const zeroOutputsNote = "outputs unknown until it runs; later steps of this dry-run saw zero values"
 
 func joinNote(a, b string) string {
 	if a == "" {
