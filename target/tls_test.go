@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmware/govmomi/lookup/types"
 	_ "github.com/vmware/govmomi/lookup/simulator" // registers the Lookup Service endpoint
+	"github.com/vmware/govmomi/lookup/types"
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25"
