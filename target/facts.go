@@ -114,10 +114,11 @@ func (n *Node) readFacts(ctx context.Context) (nodeInfo, error) {
 	wg.Go(func() { info.nodeType, typeErr = n.runLine(ctx, "cat "+nodeTypeFile, "cat "+nodeTypeFile) })
 	wg.Wait()
 
-	// A failed connection is fatal; a failed vmafd-cli has a fallback.
+	// A failed connection is fatal, and so is unexpected output; a
+	// vmafd-cli that fails (vmafd is down) has a fallback.
 	for _, err := range append(slices.Clone(vmafdErrs), typeErr) {
 		var ce *commandError
-		if err != nil && !errors.As(err, &ce) {
+		if err != nil && (!errors.As(err, &ce) || ce.problem != "") {
 			return info, err
 		}
 	}
