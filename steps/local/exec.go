@@ -172,7 +172,7 @@ func validateExec(env *engine.Env, p *execParams) error {
 		for i, arg := range list.argv {
 			for _, s := range env.Secrets {
 				if s != "" && strings.Contains(arg, s) {
-					return fmt.Errorf("%s[%d]: a secret may not be passed in argv (child argv is visible in ps); use env: or stdin:", list.name, i)
+					return fmt.Errorf("%s[%d]: a secret may not be passed in argv (child argv is visible in ps); pass it in env: or stdin: instead", list.name, i)
 				}
 			}
 		}
