@@ -68,11 +68,12 @@ var legacyFields = []serviceField{
 
 // dirStore is a Store over the registrations of one site in vmdir.
 type dirStore struct {
-	dir  DirOps
-	site string
-	base string // cn=ServiceRegistrations,… as written
-	norm string // base normalized, or "" when base is malformed
-	err  error  // why base is malformed
+	dir   DirOps
+	site  string
+	base  string // cn=ServiceRegistrations,… as written
+	lower string // base case folded
+	norm  string // base normalized, or "" when base is malformed
+	err   error  // why base is malformed
 
 	mu sync.Mutex // serializes writes, which take several directory operations
 }
@@ -98,7 +99,7 @@ func NewDirStore(dir DirOps, site, domainDN string) Store {
 	base := fmt.Sprintf("cn=ServiceRegistrations,cn=LookupService,cn=%s,cn=Sites,cn=Configuration,%s",
 		escapeRDNValue(site), domainDN)
 	norm, err := vmdir.NormalizeDN(base)
-	return &dirStore{dir: dir, site: site, base: base, norm: norm, err: err}
+	return &dirStore{dir: dir, site: site, base: base, lower: strings.ToLower(base), norm: norm, err: err}
 }
 
 // SiteID implements Store.
@@ -112,24 +113,49 @@ type dirNode struct {
 
 // tree groups the entries of one subtree search under base into the
 // services directly below base, each with its descendants attached.
+//
+// Children are matched to parents by their DN text, case folded, which is
+// how entries written with one spelling of the suffix relate. When that
+// leaves an entry without its parent (DNs spelled with different spacing or
+// escapes), the grouping is redone on normalized DNs.
 func (s *dirStore) tree(entries []*vmdir.Entry) ([]*dirNode, error) {
-	byDN := make(map[string]*dirNode, len(entries))
-	var services []*dirNode
-	for _, e := range entries { // parents come before their children
-		norm, err := vmdir.NormalizeDN(e.DN)
-		if err != nil {
+	if services, ok := group(entries, s.lower, func(dn string) (string, error) { return strings.ToLower(dn), nil }); ok {
+		return services, nil
+	}
+	services, _ := group(entries, s.norm, vmdir.NormalizeDN)
+	for _, e := range entries {
+		if _, err := vmdir.NormalizeDN(e.DN); err != nil {
 			return nil, fmt.Errorf("read registration %q: %w", e.DN, err)
-		}
-		n := &dirNode{entry: e}
-		byDN[norm] = n
-		parent := vmdir.ParentDN(norm)
-		if parent == s.norm {
-			services = append(services, n)
-		} else if p := byDN[parent]; p != nil {
-			p.children = append(p.children, n)
 		}
 	}
 	return services, nil
+}
+
+// group attaches entries (parents before children) to their parents by the
+// DN keys key computes; base is the key of the registrations container. It
+// reports false when an entry's parent is neither base nor among entries.
+func group(entries []*vmdir.Entry, base string, key func(string) (string, error)) ([]*dirNode, bool) {
+	byDN := make(map[string]*dirNode, len(entries))
+	var services []*dirNode
+	complete := true
+	for _, e := range entries {
+		k, err := key(e.DN)
+		if err != nil {
+			complete = false
+			continue
+		}
+		n := &dirNode{entry: e}
+		byDN[k] = n
+		switch parent := vmdir.ParentDN(k); {
+		case parent == base:
+			services = append(services, n)
+		case byDN[parent] != nil:
+			byDN[parent].children = append(byDN[parent].children, n)
+		default:
+			complete = false
+		}
+	}
+	return services, complete
 }
 
 // load reads one service subtree; a missing service is a *NotFoundError.

@@ -401,3 +401,45 @@ func TestDirStoreOverSOAP(t *testing.T) {
 		t.Errorf("List does not show the directory change: %+v", list)
 	}
 }
+
+// TestDirStoreDNSpelling reads entries whose DNs spell the same names with
+// other case and spacing, as LDIF written by hand or by other tools does.
+func TestDirStoreDNSpelling(t *testing.T) {
+	d := seededDir(t)
+	svcDN := "CN=spelled, CN=ServiceRegistrations, CN=LookupService, cn=default-site,cn=Sites,cn=Configuration, DC=vsphere,DC=local"
+	entries := []*vmdir.Entry{
+		vmdir.NewEntry(svcDN,
+			vmdir.StrAttr("objectClass", "top", "vmwLKUPServiceRegistration"),
+			vmdir.StrAttr("cn", "spelled"),
+			vmdir.StrAttr("vmwLKUPVersion", "1"), vmdir.StrAttr("vmwLKUPProduct", "p"),
+			vmdir.StrAttr("vmwLKUPType", "t"), vmdir.StrAttr("vmwLKUPOwnerId", "o")),
+		vmdir.NewEntry("cn=Endpoint1,cn=spelled,cn=serviceregistrations,cn=lookupservice,cn=default-site,cn=sites,cn=configuration,dc=vsphere,dc=local",
+			vmdir.StrAttr("objectClass", "top", "vmwLKUPEndpointRegistration"),
+			vmdir.StrAttr("vmwLKUPEndpointType", "t"), vmdir.StrAttr("vmwLKUPEndpointProtocol", "https"),
+			vmdir.StrAttr("vmwLKUPURI", "https://x/")),
+	}
+	for _, e := range entries {
+		if err := d.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := NewDirStore(d, testSite, domainDN)
+	list, err := store.List(&ltypes.LookupServiceRegistrationFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{vcID, stsID, legacyID, "spelled"}
+	if !slices.Equal(ids(list), want) {
+		t.Fatalf("List = %q, want %q", ids(list), want)
+	}
+	got, err := store.Get("spelled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.ServiceEndpoints) != 1 || got.ServiceEndpoints[0].Url != "https://x/" {
+		t.Errorf("endpoints of the respelled registration: %+v", got.ServiceEndpoints)
+	}
+	if err := store.Delete("spelled"); err != nil {
+		t.Fatal(err)
+	}
+}
