@@ -120,6 +120,9 @@ func open(inv *Invocation, name string) (io.ReadCloser, error) {
 	return f, nil
 }
 
+// errStop, returned by a forEachInput callback, skips the remaining inputs.
+var errStop = errors.New("stop")
+
 // forEachInput calls fn for each operand, or for stdin when there are none,
 // reporting open errors as "name: file: message". It returns 1 if any input
 // failed.
@@ -138,6 +141,9 @@ func forEachInput(inv *Invocation, operands []string, fn func(name string, r io.
 		err = fn(name, r)
 		r.Close()
 		if err != nil {
+			if errors.Is(err, errStop) {
+				return status
+			}
 			if errors.Is(err, errBrokenPipe) || errors.Is(err, io.ErrClosedPipe) {
 				return 1
 			}
@@ -371,6 +377,7 @@ func lsCmd(_ context.Context, inv *Invocation) int {
 		}
 		entries, err := f.ReadDir(-1)
 		f.Close()
+		slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 		if err != nil {
 			errorf(inv, "reading directory '%s': %s", d, errText(err))
 			status = 2
@@ -710,7 +717,7 @@ func grepCmd(_ context.Context, inv *Invocation) int {
 			return err
 		}
 		if quiet && matched {
-			return errQuietMatch
+			return errStop
 		}
 		return nil
 	})
@@ -724,8 +731,6 @@ func grepCmd(_ context.Context, inv *Invocation) int {
 	}
 	return 1
 }
-
-var errQuietMatch = errors.New("match")
 
 // grepRegexp compiles grep patterns in the given dialect to one Go regexp.
 func grepRegexp(patterns []string, mode string, ignoreCase, word, line bool) (*regexp.Regexp, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"sync"
 
 	"github.com/pkg/sftp"
@@ -214,11 +215,18 @@ func (ss *session) shell(ctx context.Context) int {
 	}
 	for !sh.exited && ctx.Err() == nil {
 		line, err := ss.tty.ReadLine(sh.prompt())
+		// A quote or compound command left open continues on the next
+		// line, after the PS2 prompt.
+		for err == nil && incomplete(line) {
+			var more string
+			more, err = ss.tty.ReadLine("> ")
+			line += "\n" + more
+		}
 		if err != nil {
 			_, _ = ss.tty.Write([]byte("logout\n"))
 			break
 		}
-		if line == "" {
+		if strings.TrimSpace(line) == "" {
 			continue
 		}
 		ss.srv.record(line)

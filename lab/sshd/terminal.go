@@ -14,9 +14,44 @@ type Terminal struct {
 }
 
 func newTerminal(rw io.ReadWriter, columns, rows int) *Terminal {
-	t := &Terminal{t: term.NewTerminal(rw, "")}
+	conn := struct {
+		io.Reader
+		io.Writer
+	}{&eofKeys{r: rw}, rw}
+	t := &Terminal{t: term.NewTerminal(conn, "")}
 	t.setSize(columns, rows)
 	return t
+}
+
+// eofKeys turns Ctrl-D and Ctrl-C into a read error of io.EOF that ends the
+// current ReadLine only. x/term handles these keys itself by returning
+// io.EOF while leaving the key in its input buffer, so that every later
+// ReadLine would end at once too.
+type eofKeys struct {
+	r       io.Reader
+	pending []byte
+	buf     [256]byte
+}
+
+func (e *eofKeys) Read(p []byte) (int, error) {
+	if len(e.pending) == 0 {
+		n, err := e.r.Read(e.buf[:])
+		if n == 0 {
+			return 0, err
+		}
+		e.pending = e.buf[:n]
+	}
+	i := 0
+	for i < len(e.pending) && e.pending[i] != 3 && e.pending[i] != 4 {
+		i++
+	}
+	if i == 0 {
+		e.pending = e.pending[1:]
+		return 0, io.EOF
+	}
+	n := copy(p, e.pending[:i])
+	e.pending = e.pending[n:]
+	return n, nil
 }
 
 func (t *Terminal) setSize(columns, rows int) {
@@ -30,8 +65,8 @@ func (t *Terminal) setSize(columns, rows int) {
 }
 
 // ReadLine writes prompt and reads one line of input, echoed, without the
-// line ending. It returns io.EOF when the client sends Ctrl-D on an empty
-// line, Ctrl-C, or closes its input.
+// line ending. It returns io.EOF when the client sends Ctrl-D or Ctrl-C, or
+// closes its input; a later call reads on.
 func (t *Terminal) ReadLine(prompt string) (string, error) {
 	t.t.SetPrompt(prompt)
 	line, err := t.t.ReadLine()
