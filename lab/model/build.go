@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"runbook/lab/pki"
@@ -41,15 +42,14 @@ const LagChanges = 42
 
 type spec struct {
 	Scenario
-	minNodes     int
-	rootExpired  bool
-	stsExpired   bool
-	sslExpired   bool
-	solExpired   bool
-	staleTrust   bool
-	lag          int64
-	partnerDown  bool
-	stoppedNodes bool
+	minNodes    int
+	rootExpired bool
+	stsExpired  bool
+	sslExpired  bool
+	solExpired  bool
+	staleTrust  bool
+	lag         int64
+	partnerDown bool
 }
 
 var specs = []spec{
@@ -212,10 +212,17 @@ func (d *Domain) build(sp spec, opts Options, types []NodeType) error {
 		return err
 	}
 
+	// Sign each node's certificates in parallel; the keys are ready.
 	certs := make([]*nodeCerts, len(d.Nodes))
+	errs := make([]error, len(d.Nodes))
+	var wg sync.WaitGroup
 	for i, n := range d.Nodes {
-		if certs[i], err = d.issueNodeCerts(n, sp, t0, i == 0); err != nil {
-			return fmt.Errorf("issue certificates of %s: %w", n.PNID, err)
+		wg.Go(func() { certs[i], errs[i] = d.issueNodeCerts(n, sp, t0, i == 0) })
+	}
+	wg.Wait()
+	for i, n := range d.Nodes {
+		if errs[i] != nil {
+			return fmt.Errorf("issue certificates of %s: %w", n.PNID, errs[i])
 		}
 		if err := d.fillVECS(n, certs[i], crl); err != nil {
 			return fmt.Errorf("fill vecs of %s: %w", n.PNID, err)
@@ -228,7 +235,7 @@ func (d *Domain) build(sp spec, opts Options, types []NodeType) error {
 	if err := d.buildSkeleton(); err != nil {
 		return err
 	}
-	if err := d.addCA(d.Root.X509, crl); err != nil {
+	if err := d.PublishCA(d.Root.X509, crl); err != nil {
 		return err
 	}
 	serverID := 0
@@ -268,7 +275,7 @@ func (d *Domain) build(sp spec, opts Options, types []NodeType) error {
 	}
 
 	for _, n := range d.Nodes {
-		n.Services = newServices(n, d.Dir, d.TenantDN(), d.Now)
+		n.Services = newServices(n, d.Dir, d.TenantDN(), func() time.Time { return d.Now() })
 		n.Services.boot()
 	}
 	// Store every agreement's position once, node 2 lagging if asked.
@@ -288,24 +295,29 @@ func (d *Domain) build(sp spec, opts Options, types []NodeType) error {
 	return nil
 }
 
-// newRoot creates the VMCA root: CN=CA, DC=<domain>, C=US, ST=California,
-// O=<pnid of the first PSC>, OU=VMware Engineering.
+// newRoot creates the VMCA root with a key from d.Keys.
 func (d *Domain) newRoot(pnid string, w window) (*pki.CA, error) {
 	key, err := d.Keys.Next()
 	if err != nil {
 		return nil, err
 	}
-	return pki.NewRootCA(pki.Request{
+	req := VMCARootRequest(pnid, d.Name)
+	req.NotBefore, req.NotAfter, req.Key = w.from, w.to, key
+	return pki.NewRootCA(req)
+}
+
+// VMCARootRequest returns the subject of a VMCA root generated on node
+// pnid of SSO domain domainName: CN=CA, DC=vsphere, DC=local, C=US,
+// ST=California, O=<pnid>, OU=VMware Engineering.
+func VMCARootRequest(pnid, domainName string) pki.Request {
+	return pki.Request{
 		CommonName:       "CA",
-		DomainComponents: strings.Split(d.Name, "."),
+		DomainComponents: strings.Split(domainName, "."),
 		Country:          "US",
 		State:            "California",
 		Organization:     pnid,
 		OrgUnit:          "VMware Engineering",
-		NotBefore:        w.from,
-		NotAfter:         w.to,
-		Key:              key,
-	})
+	}
 }
 
 // issue signs req with the VMCA root, a key from d.Keys and the window.

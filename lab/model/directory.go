@@ -134,9 +134,9 @@ func (d *Domain) buildSkeleton() error {
 	return nil
 }
 
-// addCA publishes a trusted CA certificate and its CRL under
-// cn=Certificate-Authorities, as `dir-cli trustedcert publish` does.
-func (d *Domain) addCA(cert *x509.Certificate, crl []byte) error {
+// PublishCA publishes a trusted CA certificate and its CRL (may be nil)
+// under cn=Certificate-Authorities, as `dir-cli trustedcert publish` does.
+func (d *Domain) PublishCA(cert *x509.Certificate, crl []byte) error {
 	attrs := []vmdir.Attr{
 		vmdir.StrAttr("objectClass", "top", "vmwCertificationAuthority"),
 		vmdir.StrAttr("cn", pki.SKIDHex(cert)),
@@ -518,6 +518,20 @@ type Endpoint struct {
 	SslTrust []string
 	// Attributes are endpoint attributes (vmwLKUPProperty children).
 	Attributes map[string]string
+}
+
+// DCName returns the PNID of the directory node n uses (vmafd DCName): n
+// itself when it runs a directory, else the first node that does.
+func (d *Domain) DCName(n *Node) string {
+	if n.HasDirectory() {
+		return n.PNID
+	}
+	for _, x := range d.Nodes {
+		if x.HasDirectory() {
+			return x.PNID
+		}
+	}
+	return ""
 }
 
 // Node returns the node whose PNID is pnid (case-insensitive), or nil.
