@@ -144,6 +144,9 @@ func group(entries []*vmdir.Entry, base string, key func(string) (string, error)
 			complete = false
 			continue
 		}
+		if k == base { // a subtree search includes its base
+			continue
+		}
 		n := &dirNode{entry: e}
 		byDN[k] = n
 		switch parent := vmdir.ParentDN(k); {
