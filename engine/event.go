@@ -62,6 +62,7 @@ func (p *reporter) event(e Event) {
 	if e.Index > 0 {
 		e.Total = p.total
 	}
+	e.Message = p.redact.String(e.Message)
 	b, err := p.redact.marshal(e)
 	if err != nil {
 		return

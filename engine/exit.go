@@ -33,20 +33,24 @@ const (
 	ExitInterrupted     = 130
 )
 
-// ExitCode returns the exit code for err, following the table above. An
-// error anywhere in err's chain that has an `ExitCode() int` method decides
-// the code; a cancelled context means interrupted; any other error is a
-// failed step.
+// ExitCode returns the exit code for err, following the table above. A
+// cancelled context means interrupted; Load's Diagnostics mean an invalid
+// runbook; otherwise the first error in err's chain with an `ExitCode() int`
+// method decides; any other error is a failed step.
 func ExitCode(err error) int {
-	if err == nil {
+	var (
+		diags Diagnostics
+		coder interface{ ExitCode() int }
+	)
+	switch {
+	case err == nil:
 		return ExitOK
-	}
-	if errors.Is(err, context.Canceled) {
+	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
-	}
-	var c interface{ ExitCode() int }
-	if errors.As(err, &c) {
-		return c.ExitCode()
+	case errors.As(err, &diags):
+		return ExitInvalid
+	case errors.As(err, &coder):
+		return coder.ExitCode()
 	}
 	return ExitStepFailed
 }
@@ -76,6 +80,27 @@ func (e *StepError) ExitCode() int { return ExitStepFailed }
 
 // errNotApplied is the cause of a StepError when Check does not confirm Apply.
 var errNotApplied = errors.New("apply did not take effect")
+
+// redactedError shows its cause's message with secrets masked, and
+// unwraps to the cause itself.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactError returns err with secrets masked in its message.
+func redactError(err error, red *Redactor) error {
+	if err == nil {
+		return nil
+	}
+	if msg := red.String(err.Error()); msg != err.Error() {
+		return &redactedError{msg: msg, err: err}
+	}
+	return err
+}
 
 // UsageError is an invalid request: a runbook that cannot be run as given,
 // a run that cannot be resumed, an unreadable plan file.

@@ -178,6 +178,9 @@ func (j *journal) add(r *Record, durable bool) error {
 	if r.Time.IsZero() {
 		r.Time = j.clock().UTC()
 	}
+	// The message is masked before encoding too, for a secret that an
+	// error message quoted and that JSON would escape a second time.
+	r.Message = j.redact.String(r.Message)
 	b, err := j.redact.marshal(r)
 	if err != nil {
 		return &journalError{fmt.Errorf("encode journal record: %w", err)}

@@ -68,7 +68,8 @@ func acquireLock(stateDir string, me LockInfo) (*runLock, *LockInfo, error) {
 		stale = &info
 	}
 	b, _ := json.Marshal(me) // LockInfo always encodes
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt(append(b, '\n'), 0)
 	}
 	if err != nil {

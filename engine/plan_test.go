@@ -289,5 +289,3 @@ func golden(t *testing.T, path, got string) {
 		t.Errorf("%s differs (run with -update to accept):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
-
-

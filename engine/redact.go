@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -12,10 +13,11 @@ import (
 // Mask is what a secret value is replaced with wherever the engine writes.
 const Mask = "***"
 
-// Redactor replaces secret values by Mask. It matches each secret as given
-// and in its JSON-escaped forms, so that redacting encoded JSON catches a
-// secret holding quotes, backslashes or <, > and &. The zero value and a nil
-// *Redactor redact nothing.
+// Redactor replaces secret values by Mask. It matches each secret as given,
+// in its JSON-escaped forms and as Go's %q quotes it, so that redacting
+// encoded JSON or an error message that quoted the value catches a secret
+// holding quotes, backslashes, control characters or <, > and &. The zero
+// value and a nil *Redactor redact nothing.
 type Redactor struct {
 	r *strings.Replacer
 }
@@ -38,6 +40,8 @@ func NewRedactor(secrets []string) *Redactor {
 		add(s)
 		add(jsonInner(s, true))
 		add(jsonInner(s, false))
+		q := strconv.Quote(s)
+		add(q[1 : len(q)-1])
 	}
 	if len(forms) == 0 {
 		return &Redactor{}

@@ -414,3 +414,43 @@ func TestPriorSteps(t *testing.T) {
 		t.Errorf("outputs of r = %s", p["r"].outputs)
 	}
 }
+
+func TestRuns(t *testing.T) {
+	h := newHarness(t)
+	if runs, err := Runs(h.state); err != nil || len(runs) != 0 {
+		t.Fatalf("empty state dir: %v, %v", runs, err)
+	}
+	ok := load(t, h.w, "steps:\n  - id: a\n    uses: test.noop\n")
+	bad := load(t, h.w, "steps:\n  - id: a\n    uses: test.echo\n    with: {fail: true}\n")
+	clock := time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC)
+	var ids []string
+	for i, c := range []struct {
+		rb  *Runbook
+		dry bool
+	}{{ok, true}, {ok, false}, {bad, false}} {
+		r := h.runner()
+		r.DryRun = c.dry
+		at := clock.Add(time.Duration(i) * time.Minute)
+		r.Clock = func() time.Time { return at }
+		res, _ := r.Run(t.Context(), c.rb, nil)
+		ids = append(ids, res.RunID)
+	}
+	runs, err := Runs(h.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range runs {
+		got = append(got, fmt.Sprintf("%s %s %s %v %s", r.Runbook, r.Target, r.Status, r.DryRun, r.Started.Format("15:04")))
+		if r.Path != "test.yaml" || r.Ended.IsZero() {
+			t.Errorf("run %+v", r)
+		}
+	}
+	want := []string{"test lab:test planned true 09:30", "test lab:test succeeded false 09:31", "test lab:test failed false 09:32"}
+	if !equal(got, want) {
+		t.Errorf("runs:\n got %q\nwant %q", got, want)
+	}
+	if runs[0].ID != ids[0] || runs[2].ID != ids[2] {
+		t.Errorf("ids %v, want %v", runs, ids)
+	}
+}

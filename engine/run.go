@@ -659,32 +659,8 @@ func (sr *stepRun) apply(ctx context.Context) error {
 	if err := x.record(&Record{Type: RecIntent, Step: sr.st.ID, Index: sr.index, Effect: EffectWrite}, true); err != nil {
 		return err
 	}
-	dir, err := x.backupDir(sr.st.ID)
-	if err != nil {
-		return sr.fail(err, 0)
-	}
-	sr.env = x.env(sr.st, dir)
-	files, err := sr.typ.backup(ctx, sr.env, sr.params)
-	if err != nil {
-		return sr.fail(fmt.Errorf("back up: %w", err), 0)
-	}
-	if len(files) > 0 {
-		if err := syncFiles(dir, files); err != nil {
-			return sr.fail(fmt.Errorf("sync backup: %w", err), 0)
-		}
-		rel := make([]string, len(files))
-		for i, f := range files {
-			if !filepath.IsAbs(f) {
-				f = filepath.Join(dir, f)
-			}
-			if r, err := filepath.Rel(x.dir, f); err == nil {
-				f = r
-			}
-			rel[i] = f
-		}
-		if err := x.record(&Record{Type: RecBackup, Step: sr.st.ID, Index: sr.index, Backups: rel}, false); err != nil {
-			return err
-		}
+	if err := sr.backup(ctx); err != nil {
+		return err
 	}
 	var out any
 	n, err := sr.attempt(ctx, func(ctx context.Context) error {
@@ -711,6 +687,48 @@ func (sr *stepRun) apply(ctx context.Context) error {
 	return sr.done(out, n, "done", true)
 }
 
+// backup runs the step's Backup into a folder of its own and makes what it
+// wrote durable, before Apply. A step type without Backup gets no folder:
+// creating one costs more than the rest of a write step on some disks.
+func (sr *stepRun) backup(ctx context.Context) error {
+	if !hasBackup(sr.typ) {
+		return nil
+	}
+	x := sr.x
+	dir, err := x.backupDir(sr.st.ID)
+	if err != nil {
+		return sr.fail(err, 0)
+	}
+	sr.env = x.env(sr.st, dir)
+	files, err := sr.typ.backup(ctx, sr.env, sr.params)
+	if err != nil {
+		return sr.fail(fmt.Errorf("back up: %w", err), 0)
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	if err := syncFiles(dir, files); err != nil {
+		return sr.fail(fmt.Errorf("sync backup: %w", err), 0)
+	}
+	rel := make([]string, len(files))
+	for i, f := range files {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(dir, f)
+		}
+		if r, err := filepath.Rel(x.dir, f); err == nil {
+			f = r
+		}
+		rel[i] = f
+	}
+	return x.record(&Record{Type: RecBackup, Step: sr.st.ID, Index: sr.index, Backups: rel}, false)
+}
+
+// hasBackup reports whether a write step type has a Backup function.
+func hasBackup(t StepType) bool {
+	f := reflect.ValueOf(t).FieldByName("Backup")
+	return f.IsValid() && f.Kind() == reflect.Func && !f.IsNil()
+}
+
 // resumeWrite judges a write step that was interrupted after its intent.
 func (sr *stepRun) resumeWrite(ctx context.Context) error {
 	x := sr.x
@@ -725,7 +743,7 @@ func (sr *stepRun) resumeWrite(ctx context.Context) error {
 		x.rep.printf("[%d/%d] write %s: not applied before the interruption; applying", sr.index, x.rep.total, sr.st.ID)
 		return sr.planAndApply(ctx)
 	}
-	unknown := &ResumeUnknownError{RunID: x.id, Step: sr.st.ID, Detail: detail}
+	unknown := &ResumeUnknownError{RunID: x.id, Step: sr.st.ID, Detail: x.red.String(detail)}
 	sr.res.Err = unknown
 	if err := sr.end(StepUnknown, "cannot tell whether it took effect: "+unknownDetail(detail), RecUnknown, nil, true); err != nil {
 		return err
@@ -898,9 +916,9 @@ func joinNote(a, b string) string {
 
 // fail records a failed step.
 func (sr *stepRun) fail(err error, attempts int) error {
-	se := &StepError{Step: sr.st.ID, Attempts: attempts, Err: err}
+	se := &StepError{Step: sr.st.ID, Attempts: attempts, Err: redactError(err, sr.x.red)}
 	sr.res.Err, sr.res.Attempts = se, attempts
-	if jerr := sr.end(StepFailed, "failed: "+err.Error(), RecFailed, nil, false); jerr != nil {
+	if jerr := sr.end(StepFailed, "failed: "+se.Err.Error(), RecFailed, nil, false); jerr != nil {
 		return jerr
 	}
 	return se
@@ -973,6 +991,7 @@ func (x *run) backupDir(id string) (string, error) {
 // finish records run-end, writes the plan of a dry-run, releases the lock
 // and the journal, and returns the result with err.
 func (x *run) finish(err error) (*Result, error) {
+	err = redactError(err, x.red)
 	status := runStatus(err, x.dry)
 	if x.dry && err == nil && x.plan != nil {
 		x.res.Plan = x.plan
@@ -993,7 +1012,7 @@ func (x *run) finish(err error) (*Result, error) {
 		jerr = cerr
 	}
 	if jerr != nil && err == nil {
-		err = jerr
+		err = redactError(jerr, x.red)
 	}
 	elapsed := x.clock().Sub(x.started)
 	ev := Event{Type: EventRunEnd, Status: string(status), ElapsedMS: elapsedMS(elapsed)}
