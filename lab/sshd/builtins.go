@@ -824,7 +824,7 @@ type grepper struct {
 // run returns the number of selected lines.
 func (g *grepper) run(r io.Reader) (int, error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	sc.Buffer(make([]byte, 4096), 16*1024*1024)
 	type held struct {
 		n    int
 		text string

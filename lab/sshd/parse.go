@@ -101,18 +101,6 @@ type word struct {
 	parts []part
 }
 
-// plain returns the word's text when it is entirely unquoted literal text.
-func (w word) plain() (string, bool) {
-	var b strings.Builder
-	for _, p := range w.parts {
-		if p.kind != litPart || p.quoted {
-			return "", false
-		}
-		b.WriteString(p.text)
-	}
-	return b.String(), len(w.parts) > 0
-}
-
 // syntaxError is a parse error, worded as bash words it.
 type syntaxError struct {
 	line int
@@ -681,8 +669,12 @@ func (p *parser) word() (word, error) {
 			w.parts = append(w.parts, part{kind: tildePart})
 			p.pos++
 		default:
-			w.add(part{kind: litPart, text: p.src[p.pos : p.pos+1]})
-			p.pos++
+			end := p.pos + 1
+			for end < len(p.src) && !isMeta(p.src[end]) && strings.IndexByte("'\"\\$`", p.src[end]) < 0 {
+				end++
+			}
+			w.add(part{kind: litPart, text: p.src[p.pos:end]})
+			p.pos = end
 		}
 	}
 	return w, nil
@@ -734,11 +726,14 @@ func (p *parser) doubleQuoted(w *word, end byte) error {
 				return err
 			}
 		default:
-			if c == '\n' {
-				p.line++
+			j := p.pos + 1
+			for j < len(p.src) && p.src[j] != end && strings.IndexByte("\\$`", p.src[j]) < 0 {
+				j++
 			}
-			w.add(part{kind: litPart, text: p.src[p.pos : p.pos+1], quoted: true})
-			p.pos++
+			text := p.src[p.pos:j]
+			p.line += strings.Count(text, "\n")
+			w.add(part{kind: litPart, text: text, quoted: true})
+			p.pos = j
 		}
 		empty = false
 	}

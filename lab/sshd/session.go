@@ -53,6 +53,7 @@ func (ss *session) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 	defer ss.ch.Close()
 	for req := range reqs {
 		ok := false
+		var program func() int
 		switch req.Type {
 		case "pty-req":
 			var p ptyRequest
@@ -85,45 +86,29 @@ func (ss *session) serve(ctx context.Context, reqs <-chan *ssh.Request) {
 			}
 		case "exec":
 			var e execRequest
-			if ssh.Unmarshal(req.Payload, &e) != nil || !ss.start() {
-				break
+			if ssh.Unmarshal(req.Payload, &e) == nil && ss.start() && ss.srv.before(ss.nc, OpExec) == nil {
+				program = func() int { return ss.exec(ctx, e.Command) }
 			}
-			if ss.srv.before(ss.nc, OpExec) != nil {
-				break
-			}
-			ok = true
-			run.Add(1)
-			go func() {
-				defer run.Done()
-				ss.finish(ss.exec(ctx, e.Command))
-			}()
 		case "shell":
-			if !ss.start() || ss.srv.before(ss.nc, OpShell) != nil {
-				break
+			if ss.start() && ss.srv.before(ss.nc, OpShell) == nil {
+				program = func() int { return ss.shell(ctx) }
 			}
-			ok = true
-			run.Add(1)
-			go func() {
-				defer run.Done()
-				ss.finish(ss.shell(ctx))
-			}()
 		case "subsystem":
 			var sub subsystemRequest
-			if ssh.Unmarshal(req.Payload, &sub) != nil || sub.Name != "sftp" || !ss.start() {
-				break
+			if ssh.Unmarshal(req.Payload, &sub) == nil && sub.Name == "sftp" && ss.start() && ss.srv.before(ss.nc, OpSFTP) == nil {
+				program = ss.sftp
 			}
-			if ss.srv.before(ss.nc, OpSFTP) != nil {
-				break
-			}
+		}
+		if program != nil {
 			ok = true
-			run.Add(1)
-			go func() {
-				defer run.Done()
-				ss.finish(ss.sftp())
-			}()
 		}
 		if req.WantReply {
 			_ = req.Reply(ok, nil)
+		}
+		// The program starts only after the reply, so that its exit status
+		// and close cannot overtake the reply.
+		if program != nil {
+			run.Go(func() { ss.finish(program()) })
 		}
 	}
 }

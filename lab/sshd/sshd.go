@@ -235,11 +235,13 @@ func (s *Server) record(line string) {
 // commands) and waits for the server's goroutines to finish.
 func (s *Server) Close() error {
 	s.cancel()
+	s.shutdown()
 	s.wg.Wait()
 	return s.closeErr
 }
 
-// shutdown runs once when s.ctx is done.
+// shutdown runs once, when s.ctx is done or from Close, whichever is first;
+// a concurrent call waits for the first to finish.
 func (s *Server) shutdown() {
 	s.once.Do(func() {
 		err := s.ln.Close()
