@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"errors"
 
 	"runbook/engine"
 )
@@ -30,14 +29,15 @@ var assertStep = engine.Read[assertParams, assertOutputs]{
 	Run: runAssert,
 }
 
-var errAssertion = errors.New("assertion failed")
-
+// runAssert fails with an *engine.AssertionError, so that a check runbook
+// whose assert step finds a problem exits with ExitAssertionFailed.
 func runAssert(_ context.Context, env *engine.Env, p *assertParams) (assertOutputs, error) {
 	if p.That {
 		return assertOutputs{}, nil
 	}
-	if p.Message == "" {
-		return assertOutputs{}, errAssertion
+	msg := redact(env, p.Message)
+	if msg == "" {
+		msg = "the condition is false"
 	}
-	return assertOutputs{}, errors.New(redact(env, p.Message))
+	return assertOutputs{}, &engine.AssertionError{Step: env.StepID, Message: msg}
 }

@@ -17,9 +17,9 @@ func TestAssert(t *testing.T) {
 		wantErr string
 	}{
 		{"true passes", assertParams{That: true, Message: "never shown"}, ""},
-		{"false fails with the message", assertParams{That: false, Message: "expected one TenantCredential"}, "expected one TenantCredential"},
-		{"false without a message", assertParams{That: false}, "assertion failed"},
-		{"message is redacted", assertParams{That: false, Message: "bad password hunter2"}, "bad password ***"},
+		{"false fails with the message", assertParams{That: false, Message: "expected one TenantCredential"}, "step step: assertion failed: expected one TenantCredential"},
+		{"false without a message", assertParams{That: false}, "step step: assertion failed: the condition is false"},
+		{"message is redacted", assertParams{That: false, Message: "bad password hunter2"}, "step step: assertion failed: bad password ***"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -30,6 +30,10 @@ func TestAssert(t *testing.T) {
 				t.Fatalf("unexpected error %v", err)
 			case tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr):
 				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+			var ae *engine.AssertionError
+			if err != nil && !errors.As(err, &ae) {
+				t.Errorf("error %T is not an *engine.AssertionError; a check runbook would not exit %d", err, engine.ExitAssertionFailed)
 			}
 			if out.Len() != 0 {
 				t.Errorf("assert printed %q", out)
