@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"errors"
-	"os/exec"
-	"strconv"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
