@@ -13,18 +13,25 @@ type EventType string
 
 // The event types.
 const (
-	EventRunStart  EventType = "run-start"
+	// EventRunStart opens a run or a resume; Message says what runs where.
+	EventRunStart EventType = "run-start"
+	// EventStepStart is a step about to run (after its when and require).
 	EventStepStart EventType = "step-start"
-	EventStepEnd   EventType = "step-end"
-	EventPlan      EventType = "plan"
-	EventGuard     EventType = "guard"
-	EventRunEnd    EventType = "run-end"
+	// EventStepEnd is a step's outcome: Status is a StepStatus.
+	EventStepEnd EventType = "step-end"
+	// EventPlan is a write step's plan, with its Changes.
+	EventPlan EventType = "plan"
+	// EventGuard is a runbook guard: Status is "passed" or "refused".
+	EventGuard EventType = "guard"
+	// EventRunEnd closes the run: Status is a RunStatus, Message the error.
+	EventRunEnd EventType = "run-end"
 )
 
 // Event is one line of `--output json`: newline-delimited JSON on
 // Runner.Output, secrets masked.
 type Event struct {
 	Time time.Time `json:"time"`
+	// Run is the run id.
 	Run  string    `json:"run"`
 	Type EventType `json:"type"`
 	// Step, Index (1-based) and Total place a step event.
@@ -33,9 +40,11 @@ type Event struct {
 	Total  int    `json:"total,omitempty"`
 	Effect Effect `json:"effect,omitempty"`
 	// Status is a StepStatus in step-end and guard events, a RunStatus in run-end.
-	Status    string  `json:"status,omitempty"`
+	Status string `json:"status,omitempty"`
+	// ElapsedMS is how long the step or run took, in milliseconds.
 	ElapsedMS float64 `json:"elapsed_ms,omitempty"`
-	Message   string  `json:"message,omitempty"`
+	// Message says more for people: the outcome, a plan's summary, an error.
+	Message string `json:"message,omitempty"`
 	// Changes are a plan's changes in plan events.
 	Changes []Change `json:"changes,omitempty"`
 }

@@ -17,11 +17,15 @@ import (
 
 // LockInfo is what a lock file says about the run holding it.
 type LockInfo struct {
-	Key   string    `json:"key"`
-	PID   int       `json:"pid"`
-	Host  string    `json:"host"`
-	User  string    `json:"user"`
-	RunID string    `json:"run"`
+	// Key is the rendered `lock:` of the runbook, e.g. "sso:vsphere.local".
+	Key string `json:"key"`
+	// PID, Host and User say which process holds the lock, where, for whom.
+	PID  int    `json:"pid"`
+	Host string `json:"host"`
+	User string `json:"user"`
+	// RunID is the holding run.
+	RunID string `json:"run"`
+	// Since is when the run took the lock.
 	Since time.Time `json:"since"`
 }
 

@@ -488,7 +488,7 @@ func (x *run) step(ctx context.Context, i int, st *Step) error {
 			return sr.fail(fmt.Errorf("evaluate when: %w", err), 0)
 		}
 		if !ok {
-			return sr.end(StepSkipped, "skipped: when "+st.When.Expr+" is false", RecSkipped, nil, false)
+			return sr.end(StepSkipped, "skipped: when "+st.When.Expr+" is false", RecSkipped, false)
 		}
 	}
 	for _, c := range st.Require {
@@ -499,13 +499,15 @@ func (x *run) step(ctx context.Context, i int, st *Step) error {
 		if !ok {
 			refused := &GuardRefusedError{Step: st.ID, Expr: c.Expr, Message: c.Message, Pos: c.Pos}
 			sr.res.Err = refused
-			if err := sr.end(StepRefused, "refused: "+refusalText(c), RecRefused, nil, false); err != nil {
+			if err := sr.end(StepRefused, "refused: "+refusalText(c), RecRefused, false); err != nil {
 				return err
 			}
 			return refused
 		}
 	}
-	x.record(&Record{Type: RecStepStart, Step: st.ID, Index: sr.index, Effect: sr.res.Effect}, false)
+	if err := x.record(&Record{Type: RecStepStart, Step: st.ID, Index: sr.index, Effect: sr.res.Effect}, false); err != nil {
+		return err
+	}
 	x.rep.event(Event{Type: EventStepStart, Step: st.ID, Index: sr.index, Effect: sr.res.Effect})
 	p, err := st.Resolve(x.scope)
 	if err != nil {
@@ -745,7 +747,7 @@ func (sr *stepRun) resumeWrite(ctx context.Context) error {
 	}
 	unknown := &ResumeUnknownError{RunID: x.id, Step: sr.st.ID, Detail: x.red.String(detail)}
 	sr.res.Err = unknown
-	if err := sr.end(StepUnknown, "cannot tell whether it took effect: "+unknownDetail(detail), RecUnknown, nil, true); err != nil {
+	if err := sr.end(StepUnknown, "cannot tell whether it took effect: "+unknownDetail(detail), RecUnknown, true); err != nil {
 		return err
 	}
 	return unknown
@@ -855,7 +857,7 @@ func (sr *stepRun) asserts() error {
 		if msg == "" {
 			msg = c.Expr
 		}
-		if err := sr.end(StepAssertFailed, "assertion failed: "+msg, RecAssertFailed, nil, false); err != nil {
+		if err := sr.end(StepAssertFailed, "assertion failed: "+msg, RecAssertFailed, false); err != nil {
 			return err
 		}
 		return a
@@ -918,15 +920,15 @@ func joinNote(a, b string) string {
 func (sr *stepRun) fail(err error, attempts int) error {
 	se := &StepError{Step: sr.st.ID, Attempts: attempts, Err: redactError(err, sr.x.red)}
 	sr.res.Err, sr.res.Attempts = se, attempts
-	if jerr := sr.end(StepFailed, "failed: "+se.Err.Error(), RecFailed, nil, false); jerr != nil {
+	if jerr := sr.end(StepFailed, "failed: "+se.Err.Error(), RecFailed, false); jerr != nil {
 		return jerr
 	}
 	return se
 }
 
 // end records and reports a step that did not complete.
-func (sr *stepRun) end(status StepStatus, message string, typ RecordType, outputs json.RawMessage, durable bool) error {
-	rec := &Record{Type: typ, Step: sr.st.ID, Index: sr.index, Effect: sr.res.Effect, Attempt: sr.res.Attempts, Message: message, Outputs: outputs}
+func (sr *stepRun) end(status StepStatus, message string, typ RecordType, durable bool) error {
+	rec := &Record{Type: typ, Step: sr.st.ID, Index: sr.index, Effect: sr.res.Effect, Attempt: sr.res.Attempts, Message: message}
 	if err := sr.x.record(rec, durable); err != nil {
 		return err
 	}

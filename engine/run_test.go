@@ -881,3 +881,22 @@ func BenchmarkWriteSteps(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/step")
 }
+
+func TestProgressColor(t *testing.T) {
+	for _, color := range []bool{false, true} {
+		h := newHarness(t)
+		rb := load(t, h.w, "steps:\n  - id: put\n    uses: file.write\n    with: {path: f, content: x}\n")
+		r := h.runner()
+		r.Color, r.DryRun = color, true
+		if _, err := r.Run(t.Context(), rb, nil); err != nil {
+			t.Fatal(err)
+		}
+		out := h.progress.String()
+		if got := strings.Contains(out, "\x1b["); got != color {
+			t.Errorf("color %v: escape codes present = %v:\n%q", color, got, out)
+		}
+		if color && !strings.Contains(out, ansiGreen+"+"+ansiReset+" create file f") {
+			t.Errorf("colored plan line missing:\n%q", out)
+		}
+	}
+}
