@@ -27,18 +27,17 @@ func parseDN(s string) ([]rdn, error) {
 	}
 	var out []rdn
 	for {
-		r, err := p.rdn()
+		r, more, err := p.rdn()
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, r)
-		if p.i == len(s) {
+		if !more {
 			return out, nil
 		}
-		// rdn() stops only at end or after consuming ',' / ';'.
 		p.skipSpaces()
 		if p.i == len(s) {
-			return nil, errorf(CodeInvalidDNSyntax, "invalid DN %q: trailing separator", s)
+			return nil, p.fail("trailing separator")
 		}
 	}
 }
@@ -58,26 +57,26 @@ func (p *dnParser) fail(why string) error {
 	return errorf(CodeInvalidDNSyntax, "invalid DN %q: %s", p.s, why)
 }
 
-// rdn parses AVAs up to and including the next ',' or ';' (or the end).
-func (p *dnParser) rdn() (rdn, error) {
-	var r rdn
+// rdn parses AVAs up to and including the next ',' or ';' (more is true)
+// or up to the end (more is false).
+func (p *dnParser) rdn() (r rdn, more bool, err error) {
 	for {
 		a, err := p.ava()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		r = append(r, a)
 		if p.i == len(p.s) {
-			return r, nil
+			return r, false, nil
 		}
 		switch p.s[p.i] {
 		case '+':
 			p.i++
 		case ',', ';':
 			p.i++
-			return r, nil
+			return r, true, nil
 		default:
-			return nil, p.fail("unexpected " + string(p.s[p.i]))
+			return nil, false, p.fail("unexpected " + string(p.s[p.i]))
 		}
 	}
 }

@@ -133,18 +133,28 @@ func ParseLDIF(r io.Reader) ([]*Entry, error) {
 		n    int
 		text string
 	}
-	// Unfold continuation lines, drop comments, keep blank separators.
+	// Unfold continuation lines, keep blank separators.
 	var lines []line
+	var cont strings.Builder // continuation of the last line, joined at the end
+	flush := func() {
+		if cont.Len() > 0 {
+			lines[len(lines)-1].text += cont.String()
+			cont.Reset()
+		}
+	}
 	for i, raw := range strings.Split(string(data), "\n") {
 		raw = strings.TrimSuffix(raw, "\r")
 		if strings.HasPrefix(raw, " ") && len(lines) > 0 && lines[len(lines)-1].text != "" {
-			lines[len(lines)-1].text += raw[1:]
+			cont.WriteString(raw[1:])
 			continue
 		}
+		flush()
 		lines = append(lines, line{n: i + 1, text: raw})
 	}
+	flush()
 	var entries []*Entry
 	var cur *Entry
+	var index map[string]int // lower-case attribute name → index in cur.Attrs
 	sawChangetype, sawVersion := false, false
 	for _, l := range lines {
 		fail := func(format string, args ...any) error {
@@ -175,6 +185,7 @@ func ParseLDIF(r io.Reader) ([]*Entry, error) {
 				return nil, fail("record must start with dn:, got %q", name)
 			}
 			cur = &Entry{DN: string(val)}
+			index = map[string]int{}
 			sawChangetype = false
 		case strings.EqualFold(name, "changetype"):
 			if sawChangetype || len(cur.Attrs) > 0 || !strings.EqualFold(string(val), "add") {
@@ -184,9 +195,10 @@ func ParseLDIF(r io.Reader) ([]*Entry, error) {
 		case strings.EqualFold(name, "control"):
 			return nil, fail("controls are not supported")
 		default:
-			if i := cur.attrIndex(name); i >= 0 {
+			if i, ok := index[strings.ToLower(name)]; ok {
 				cur.Attrs[i].Values = append(cur.Attrs[i].Values, val)
 			} else {
+				index[strings.ToLower(name)] = len(cur.Attrs)
 				cur.Attrs = append(cur.Attrs, Attr{Name: name, Values: [][]byte{val}})
 			}
 		}
