@@ -37,7 +37,9 @@ type Domain struct {
 	Root *pki.CA
 	// Nodes are the appliances, first node first.
 	Nodes []*Node
-	// Now is the lab clock: every validity check uses it.
+	// Now is the lab clock: every validity check, the services' included,
+	// calls it. Replace it only before the lab's servers start; to move time
+	// while they run, pass Options.Now a function over a clock you control.
 	Now func() time.Time
 	// AdminPassword is the password of administrator@<Name>.
 	AdminPassword string

@@ -406,3 +406,38 @@ func TestTenantCredentials(t *testing.T) {
 		t.Errorf("vpxd-svcs without an STS credential: %v", err)
 	}
 }
+
+// TestConcurrentUse exercises the locks under -race: servers read VECS,
+// the directory and services while a procedure writes them.
+func TestConcurrentUse(t *testing.T) {
+	d := build(t, "healthy")
+	n := d.Nodes[0]
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 {
+			n.MachineCert()
+			n.Services.Status()
+			_, _ = d.Registrations()
+			_, _ = d.Agreements()
+			d.Snapshot()
+		}
+	}()
+	for range 20 {
+		if err := n.VECS.Backup(StoreMachineSSL, AliasMachineCert); err != nil {
+			t.Error(err)
+		}
+		n.Services.StopAll()
+		if err := n.Services.StartAll(); err != nil {
+			t.Error(err)
+		}
+		if err := d.Do(func() error {
+			ca, err := pki.LoadCA(d.Root.PEM(), d.Root.KeyPEM())
+			d.Root = ca
+			return err
+		}); err != nil {
+			t.Error(err)
+		}
+	}
+	<-done
+}

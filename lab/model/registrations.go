@@ -84,13 +84,15 @@ func (d *Domain) nodeRegistrations(n *Node, trust []byte) []Registration {
 // registration of the first directory node and the third-party SRM.
 func (d *Domain) addRegistrations(certs []*nodeCerts, t0 time.Time) error {
 	var regs []Registration
+	legacyDone := false
 	for i, n := range d.Nodes {
 		trust := certs[i].machineSSL.DER
 		if certs[i].oldSSL != nil {
 			trust = certs[i].oldSSL.DER
 		}
 		regs = append(regs, d.nodeRegistrations(n, trust)...)
-		if i == 0 && n.HasDirectory() {
+		if !legacyDone && n.HasDirectory() {
+			legacyDone = true
 			regs = append(regs, Registration{
 				ServiceID: d.Site + ":" + detUUID(d.Scenario, n.PNID, "legacy-sts"),
 				Legacy:    true, Type: "urn:sso:sts", Version: "1.5", OwnerID: d.AdminUPN(), SiteID: d.Site,

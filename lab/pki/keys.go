@@ -3,7 +3,10 @@ package pki
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -22,11 +25,18 @@ const KeyBits = 2048
 // the first) cost no key generation at all. Keys are generated in parallel,
 // one goroutine per CPU, when a caller asks for more than exist.
 //
+// A pool may also keep its keys on disk (see NewKeyPool and KeyCacheEnv),
+// so that the first lab of a process reads its keys instead of generating
+// them; Pool does so by default.
+//
 // The pool trades uniqueness across labs for speed; it is meant for the
 // simulated appliance only. Use Fresh for a key that no one else holds.
 type KeyPool struct {
-	mu    sync.Mutex
-	slots []*keySlot
+	mu      sync.Mutex
+	slots   []*keySlot
+	dirOnce sync.Once
+	dirFunc func() string
+	dir     string
 }
 
 type keySlot struct {
@@ -35,8 +45,47 @@ type keySlot struct {
 	err  error
 }
 
-// Pool is the process-wide key pool every lab uses.
-var Pool = &KeyPool{}
+// NewKeyPool returns an empty pool. When dir is not empty the pool keeps
+// its i-th key in dir/key-<i>.der (PKCS#8, mode 0600) and reads it back
+// instead of generating it, in this and later processes.
+func NewKeyPool(dir string) *KeyPool {
+	return &KeyPool{dirFunc: func() string { return dir }}
+}
+
+// KeyCacheEnv names the environment variable that controls where Pool
+// keeps its keys on disk: a directory, or "off" for no disk cache. Unset,
+// Pool uses runbook-lab/rsa2048 under the user's cache directory
+// (os.UserCacheDir), like the Go build cache. The keys there are lab keys:
+// every lab on the machine shares them.
+const KeyCacheEnv = "RUNBOOK_LAB_KEY_CACHE"
+
+// Pool is the process-wide key pool every lab uses; see KeyCacheEnv.
+var Pool = &KeyPool{dirFunc: defaultCacheDir}
+
+func defaultCacheDir() string {
+	switch v := os.Getenv(KeyCacheEnv); v {
+	case "off":
+		return ""
+	case "":
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		return filepath.Join(base, "runbook-lab", "rsa2048")
+	default:
+		return v
+	}
+}
+
+// CacheDir returns the directory the pool keeps its keys in, or "".
+func (p *KeyPool) CacheDir() string {
+	p.dirOnce.Do(func() {
+		if p.dirFunc != nil {
+			p.dir = p.dirFunc()
+		}
+	})
+	return p.dir
+}
 
 func (p *KeyPool) slot(i int) *keySlot {
 	p.mu.Lock()
@@ -47,22 +96,74 @@ func (p *KeyPool) slot(i int) *keySlot {
 	return p.slots[i]
 }
 
-func (s *keySlot) get() (*rsa.PrivateKey, error) {
+func (s *keySlot) get(dir string, i int) (*rsa.PrivateKey, error) {
 	s.once.Do(func() {
-		s.key, s.err = rsa.GenerateKey(rand.Reader, KeyBits)
-		if s.err != nil {
-			s.err = fmt.Errorf("generate rsa key: %w", s.err)
+		var file string
+		if dir != "" {
+			file = filepath.Join(dir, fmt.Sprintf("key-%04d.der", i))
+			if k := readKey(file); k != nil {
+				s.key = k
+				return
+			}
+		}
+		s.key, s.err = Fresh()
+		if s.err == nil && file != "" {
+			// The cache is an optimization: a failed write costs only time.
+			_ = writeKey(file, s.key)
 		}
 	})
 	return s.key, s.err
 }
 
-// Key returns the i-th key of the pool, generating it if needed.
+// readKey returns the RSA key of KeyBits bits in file, or nil.
+func readKey(file string) *rsa.PrivateKey {
+	der, err := os.ReadFile(file)
+	if err != nil {
+		return nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil
+	}
+	rk, ok := k.(*rsa.PrivateKey)
+	if !ok || rk.N.BitLen() != KeyBits {
+		return nil
+	}
+	return rk
+}
+
+// writeKey stores k in file atomically, so that concurrent processes never
+// read a partial key.
+func writeKey(file string, k *rsa.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".key-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(der); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), file)
+}
+
+// Key returns the i-th key of the pool, reading it from the cache
+// directory or generating it if needed.
 func (p *KeyPool) Key(i int) (*rsa.PrivateKey, error) {
 	if i < 0 {
 		return nil, fmt.Errorf("key index %d is negative", i)
 	}
-	return p.slot(i).get()
+	return p.slot(i).get(p.CacheDir(), i)
 }
 
 // Fill makes sure keys from..from+n-1 exist, generating the missing ones in

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -294,6 +295,44 @@ func TestKeySeq(t *testing.T) {
 	}
 	if _, err := Pool.Key(-1); err == nil {
 		t.Error("negative index accepted")
+	}
+}
+
+func TestKeyPoolCache(t *testing.T) {
+	dir := t.TempDir()
+	a := NewKeyPool(dir)
+	if err := a.Fill(0, 2); err != nil {
+		t.Fatal(err)
+	}
+	// A new pool on the same directory (a later process) reads the keys.
+	b := NewKeyPool(dir)
+	for i := range 2 {
+		ka, _ := a.Key(i)
+		kb, err := b.Key(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ka.Equal(kb) {
+			t.Errorf("key %d was not read back from the cache", i)
+		}
+		info, err := os.Stat(filepath.Join(dir, fmt.Sprintf("key-%04d.der", i)))
+		if err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("cached key %d: %v, mode %v", i, err, info.Mode())
+		}
+	}
+	// A damaged file is replaced by a fresh key.
+	if err := os.WriteFile(filepath.Join(dir, "key-0002.der"), []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err := NewKeyPool(dir).Key(2)
+	if err != nil || k.N.BitLen() != KeyBits {
+		t.Fatalf("Key over a damaged cache file = %v", err)
+	}
+	if again, _ := NewKeyPool(dir).Key(2); !again.Equal(k) {
+		t.Error("the replacement key was not cached")
+	}
+	if NewKeyPool("").CacheDir() != "" {
+		t.Error("a pool without a directory has a cache dir")
 	}
 }
 
