@@ -372,3 +372,15 @@ func TestDomainDNAndBindDN(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkLoadProfile(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "profile.yaml")
+	if err := os.WriteFile(path, []byte(validProfile), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := LoadProfile(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -498,3 +498,53 @@ func TestFacts(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkRun measures one command over the cached SSH connection.
+func BenchmarkRun(b *testing.B) {
+	l := startLabSSHB(b)
+	p := newProfile(b, profileSpec{ports: target.Ports{SSH: splitPort(b, l.Addr())}, hostKey: l.HostKeyFingerprint()})
+	tg, err := target.Open(b.Context(), p, target.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tg.Close()
+	n := tg.Nodes()[0]
+	for b.Loop() {
+		if _, _, _, err := n.Run(b.Context(), "echo hi", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFactsFresh measures reading the facts of one node (six commands).
+func BenchmarkFactsFresh(b *testing.B) {
+	l := startLabSSHB(b)
+	p := newProfile(b, profileSpec{ports: target.Ports{SSH: splitPort(b, l.Addr())}, hostKey: l.HostKeyFingerprint()})
+	tg, err := target.Open(b.Context(), p, target.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tg.Close()
+	for b.Loop() {
+		tg.Refresh()
+		if _, err := tg.Facts(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func startLabSSHB(b *testing.B) *sshd.Server {
+	root := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc", "vmware"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc", "vmware", "deployment.node.type"), []byte("embedded\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	srv, err := sshd.Start(b.Context(), sshd.Config{User: "root", Password: rootPassword, Root: root, Commands: defaultAppliance().commands()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	return srv
+}
