@@ -41,6 +41,8 @@ func TestSnapshot(t *testing.T) {
 			func() error { return os.Remove(n.Path("/tmp/x")) }},
 		{"file mode", func() error { return os.Chmod(n.Path(PathRootKey), 0o644) },
 			func() error { return os.Chmod(n.Path(PathRootKey), 0o600) }},
+		{"symlink", func() error { return os.Symlink("/etc/hostname", n.Path("/tmp/link")) },
+			func() error { return os.Remove(n.Path("/tmp/link")) }},
 		{"service", func() error { return n.Services.Stop("vsphere-ui") },
 			func() error { return n.Services.Start("vsphere-ui") }},
 		{"online", func() error { return d.SetOnline(n, false) }, nil},
@@ -365,6 +367,19 @@ func TestAgreements(t *testing.T) {
 		if a.Server == d.Nodes[0].PNID && behind != 0 {
 			t.Errorf("healthy node is %d behind", behind)
 		}
+	}
+	// Pausing node 1 now leaves it 5 behind.
+	if err := d.SetReplicationPaused(d.Nodes[0], true, 5); err != nil {
+		t.Fatal(err)
+	}
+	as, _ = d.Agreements()
+	for _, a := range as {
+		if a.Server == d.Nodes[0].PNID && d.Dir.HighestUSN()-a.LastLocalUSN != 5 {
+			t.Errorf("node 1 paused with lag 5 is %d behind", d.Dir.HighestUSN()-a.LastLocalUSN)
+		}
+	}
+	if err := d.SetReplicationPaused(d.Nodes[0], false, 0); err != nil {
+		t.Fatal(err)
 	}
 	if err := d.SetReplicationPaused(d.Nodes[1], false, 0); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 // CRL), service states and its whole file tree (mode, size and SHA-256 of
 // every file, link targets). Two snapshots are equal exactly when nothing
 // changed; tests compare them around a dry-run. Passwords are left out.
+// Snapshot takes the domain lock briefly: do not call it inside Do.
 func (d *Domain) Snapshot() []byte {
 	d.mu.Lock()
 	root := d.Root
