@@ -328,7 +328,9 @@ func (n *Node) Vim(ctx context.Context) (*vim25.Client, error) {
 	return n.vim.get(ctx,
 		func(c *vim25.Client) bool {
 			s, err := session.NewManager(c).UserSession(ctx)
-			return err == nil && s != nil
+			// A check cut short by the caller's context says nothing
+			// about the session; keep it.
+			return (err == nil && s != nil) || ctx.Err() != nil
 		},
 		n.logout,
 		n.openVim)
@@ -450,16 +452,7 @@ func (n *Node) openSSH(ctx context.Context) (*sshConn, error) {
 			ssh.Password(pw),
 			// Appliances that authenticate through PAM ask for the password
 			// as a keyboard-interactive prompt.
-			ssh.KeyboardInteractive(func(_, _ string, questions []string, echos []bool) ([]string, error) {
-				answers := make([]string, len(questions))
-				for i := range questions {
-					if echos[i] {
-						return nil, fmt.Errorf("unexpected keyboard-interactive prompt %q", questions[i])
-					}
-					answers[i] = pw
-				}
-				return answers, nil
-			}),
+			ssh.KeyboardInteractive(n.answerPassword(pw)),
 		},
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
 			return n.checkPin(PinSSH, ssh.FingerprintSHA256(key))
@@ -490,6 +483,31 @@ func (n *Node) openSSH(ctx context.Context) (*sshConn, error) {
 		close(c.done)
 	}()
 	return c, nil
+}
+
+// answerPassword answers a keyboard-interactive login: the password, once,
+// to prompts that do not echo. A second round of prompts is refused rather
+// than answered with the same password: it is how PAM asks for a new
+// password when root's has expired, which a person must set.
+func (n *Node) answerPassword(pw string) ssh.KeyboardInteractiveChallenge {
+	answered := false
+	return func(_, _ string, questions []string, echos []bool) ([]string, error) {
+		if len(questions) == 0 {
+			return nil, nil // an informational message
+		}
+		if answered {
+			return nil, fmt.Errorf("the appliance asks again after the password (%q); if the password has expired, change it in a session of your own", questions[0])
+		}
+		answers := make([]string, len(questions))
+		for i, q := range questions {
+			if echos[i] {
+				return nil, fmt.Errorf("unexpected login prompt %q", q)
+			}
+			answers[i] = pw
+		}
+		answered = true
+		return answers, nil
+	}
 }
 
 // Run runs one command on the node in its own SSH exec session, feeding it

@@ -2,9 +2,12 @@ package target_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"runbook/engine"
 	"runbook/lab/sshd"
@@ -547,4 +552,95 @@ func startLabSSHB(b *testing.B) *sshd.Server {
 	}
 	b.Cleanup(func() { srv.Close() })
 	return srv
+}
+
+// startKbdInteractive starts an SSH server that accepts only
+// keyboard-interactive logins, as appliances authenticating through PAM do:
+// each round in rounds is a list of prompts; the login succeeds when every
+// answer is password. It returns the port and host key fingerprint.
+func startKbdInteractive(t *testing.T, password string, rounds [][]string) (int, string) {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ssh.ServerConfig{
+		KeyboardInteractiveCallback: func(_ ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+			for _, prompts := range rounds {
+				answers, err := client("", "", prompts, make([]bool, len(prompts)))
+				if err != nil {
+					return nil, err
+				}
+				for _, a := range answers {
+					if a != password {
+						return nil, errors.New("wrong answer")
+					}
+				}
+			}
+			return nil, nil
+		},
+	}
+	cfg.AddHostKey(signer)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+				if err != nil {
+					return
+				}
+				defer sc.Close()
+				go ssh.DiscardRequests(reqs)
+				for ch := range chans {
+					ch.Reject(ssh.Prohibited, "no sessions here")
+				}
+			}()
+		}
+	}()
+	return splitPort(t, ln.Addr().String()), ssh.FingerprintSHA256(signer.PublicKey())
+}
+
+func TestSSHKeyboardInteractive(t *testing.T) {
+	tests := []struct {
+		name    string
+		rounds  [][]string
+		wantErr string
+	}{
+		{name: "password prompt", rounds: [][]string{{"Password: "}}},
+		{name: "informational round first", rounds: [][]string{{}, {"Password: "}}},
+		{
+			name:    "expired password",
+			rounds:  [][]string{{"Password: "}, {"New password: "}},
+			wantErr: `the appliance asks again after the password ("New password: "); if the password has expired, change it in a session of your own`,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			port, fp := startKbdInteractive(t, rootPassword, tc.rounds)
+			_, n := open(t, newProfile(t, profileSpec{ports: target.Ports{SSH: port}, hostKey: fp}), target.Options{})
+			_, err := n.SSH(t.Context())
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.HasSuffix(err.Error(), tc.wantErr) {
+				t.Fatalf("SSH = %v, want …%s", err, tc.wantErr)
+			}
+		})
+	}
 }
