@@ -34,6 +34,7 @@ type PinError struct {
 	Presented string
 }
 
+// Error says what was presented and pinned, and what to do about it.
 func (e *PinError) Error() string {
 	switch {
 	case e.Kind == PinTLS && e.Pinned == "":

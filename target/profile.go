@@ -127,6 +127,7 @@ type ProfileError struct {
 	Message string
 }
 
+// Error prints "path:line:col: message", leaving out what is unknown.
 func (e ProfileError) Error() string {
 	switch {
 	case e.File == "" && e.Line == 0:
