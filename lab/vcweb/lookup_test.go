@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/vmware/govmomi/lookup"
@@ -330,5 +331,40 @@ func TestLogin(t *testing.T) {
 				t.Errorf("OptionManager.Query fault %q (err %v), want %q", got, err, wantQuery)
 			}
 		})
+	}
+}
+
+// TestTwoNodes runs two nodes side by side, as a two-node lab does: each
+// answers from its own store and presents its own certificate. (vcsim
+// shares its settings between models: without a private copy the lookup
+// client of one node, which follows config.vpxd.sso.sts.uri, would be sent
+// to the other node and fail its certificate check.)
+func TestTwoNodes(t *testing.T) {
+	stores := []*memStore{
+		newMemStore("site-a", registration("a-1", "com.vmware.cis", "vcenterserver", "node-a", []byte("a"), epVpxd)),
+		newMemStore("site-b", registration("b-1", "com.vmware.cis", "vcenterserver", "node-b", []byte("b"), epVpxd)),
+	}
+	nodes := make([]*node, len(stores))
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() { nodes[i] = startNode(t, s, Config{}) })
+	}
+	wg.Wait()
+	for i, n := range nodes {
+		wg.Go(func() {
+			lc := n.lookupClient(t, true)
+			site, err := lc.SiteID(context.Background())
+			if err != nil || site != stores[i].site {
+				t.Errorf("node %d: site %q, %v", i, site, err)
+			}
+			list, err := lc.List(context.Background(), &ltypes.LookupServiceRegistrationFilter{})
+			if err != nil || !slices.Equal(ids(list), stores[i].ids) {
+				t.Errorf("node %d: List %q, %v; want %q", i, ids(list), err, stores[i].ids)
+			}
+		})
+	}
+	wg.Wait()
+	if nodes[0].srv.Addr() == nodes[1].srv.Addr() {
+		t.Error("both nodes listen on the same address")
 	}
 }

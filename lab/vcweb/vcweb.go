@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 
 	ltypes "github.com/vmware/govmomi/lookup/types"
@@ -151,10 +152,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// A VPX model without inventory keeps what /sdk clients need (service
 	// content, sessions, options naming the SSO endpoints) and starts in
 	// about a millisecond instead of a third of a second.
-	model := simulator.VPX()
-	model.Datacenter, model.Portgroup, model.Host, model.Cluster = 0, 0, 0, 0
-	model.ClusterHost, model.Datastore, model.Machine = 0, 0, 0
-	if err := model.Create(); err != nil {
+	model, err := newModel()
+	if err != nil {
 		return nil, fmt.Errorf("start node https: create model: %w", err)
 	}
 	svc := model.Service
@@ -188,6 +187,47 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	u := *srv.URL
 	u.User = nil
 	return &Server{model: model, srv: srv, url: &u}, nil
+}
+
+// createMu serializes vcsim model creation, which writes package-level
+// state of the simulator (the evaluation licence, the settings template).
+var createMu sync.Mutex
+
+// newModel creates a VPX model without inventory whose settings belong to
+// it alone.
+func newModel() (*simulator.Model, error) {
+	createMu.Lock()
+	defer createMu.Unlock()
+	model := simulator.VPX()
+	model.Datacenter, model.Portgroup, model.Host, model.Cluster = 0, 0, 0, 0
+	model.ClusterHost, model.Datastore, model.Machine = 0, 0, 0
+	// Create appends the product name and version to the shared evaluation
+	// licence every time; keep it from growing with each node started. The
+	// clip makes the next append copy instead of writing into the array the
+	// models created so far still read.
+	props := simulator.EvalLicense.Properties
+	err := model.Create()
+	simulator.EvalLicense.Properties = slices.Clip(props)
+	if err != nil {
+		return nil, err
+	}
+	privateSettings(model.Map().OptionManager())
+	return model, nil
+}
+
+// privateSettings gives the model its own copy of the vCenter settings.
+// vcsim fills every VPX OptionManager with pointers to one package-level
+// list and NewServer rewrites the *.uri values in place with its own
+// host:port, so without this copy the node started last would redirect the
+// other nodes' clients (config.vpxd.sso.sts.uri, which lookup.NewClient
+// follows) to itself.
+func privateSettings(m *simulator.OptionManager) {
+	own := make([]vim.BaseOptionValue, len(m.Setting))
+	for i, s := range m.Setting {
+		v := *s.GetOptionValue()
+		own[i] = &v
+	}
+	m.Setting = own
 }
 
 // newServer starts vcsim's listener, turning its panics into errors.
