@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -90,6 +91,13 @@ func bigDir(b *testing.B, n int) (*vmdir.Directory, Store, [2]string) {
 func BenchmarkListSet(b *testing.B) {
 	const n = 5000
 	_, store, trusts := bigDir(b, n)
+	report := measureLive(func() any {
+		infos, err := store.List(&ltypes.LookupServiceRegistrationFilter{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return infos
+	})
 	b.ReportAllocs()
 	round := 0
 	for b.Loop() {
@@ -111,6 +119,27 @@ func BenchmarkListSet(b *testing.B) {
 			}
 		}
 	}
+	report(b)
+}
+
+// measureLive measures the live heap after a collection (dir-MiB: the
+// directory and server) and the live memory a List result holds on top
+// (list-MiB); the returned func reports them (after b.Loop, which clears
+// metrics reported earlier).
+func measureLive(list func() any) (report func(*testing.B)) {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	before := m.HeapAlloc
+	result := list()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	runtime.KeepAlive(result)
+	dir, held := float64(before)/(1<<20), (float64(m.HeapAlloc)-float64(before))/(1<<20)
+	return func(b *testing.B) {
+		b.ReportMetric(dir, "dir-MiB")
+		b.ReportMetric(held, "list-MiB")
+	}
 }
 
 // BenchmarkLookupList5000 lists 5,000 registrations over SOAP.
@@ -118,6 +147,13 @@ func BenchmarkLookupList5000(b *testing.B) {
 	_, store, _ := bigDir(b, 5000)
 	n := startNode(b, nil, Config{Store: store})
 	lc := n.lookupClient(b, false)
+	report := measureLive(func() any {
+		infos, err := lc.List(context.Background(), &ltypes.LookupServiceRegistrationFilter{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return infos
+	})
 	b.ReportAllocs()
 	for b.Loop() {
 		infos, err := lc.List(context.Background(), &ltypes.LookupServiceRegistrationFilter{})
@@ -125,6 +161,7 @@ func BenchmarkLookupList5000(b *testing.B) {
 			b.Fatal(len(infos), err)
 		}
 	}
+	report(b)
 }
 
 // BenchmarkLookupSet measures one Set over SOAP with 5,000 registrations in
