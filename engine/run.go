@@ -727,7 +727,7 @@ func (sr *stepRun) backup(ctx context.Context) error {
 
 // hasBackup reports whether a write step type has a Backup function.
 func hasBackup(t StepType) bool {
-	f := reflect.ValueOf(t).FieldByName("Backup")
+	f := reflect.Indirect(reflect.ValueOf(t)).FieldByName("Backup")
 	return f.IsValid() && f.Kind() == reflect.Func && !f.IsNil()
 }
 
