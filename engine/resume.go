@@ -190,17 +190,17 @@ func (sr *stepRun) restore(p *priorStep) error {
 
 // RunInfo summarizes a run for `runbook runs`.
 type RunInfo struct {
-	ID      string
-	Runbook string
+	ID      string `json:"id"`
+	Runbook string `json:"runbook"`
 	// Path is the runbook file the run used.
-	Path    string
-	Target  string
-	DryRun  bool
-	Status  RunStatus
-	Started time.Time
+	Path    string    `json:"path"`
+	Target  string    `json:"target,omitempty"`
+	DryRun  bool      `json:"dryRun,omitempty"`
+	Status  RunStatus `json:"status"`
+	Started time.Time `json:"started"`
 	// Ended is when the run (or its last resume) ended; zero while it runs
 	// or when its process died.
-	Ended time.Time
+	Ended time.Time `json:"ended,omitzero"`
 }
 
 // Runs lists the runs under stateDir, oldest first. A run without a
@@ -239,7 +239,12 @@ func Runs(stateDir string) ([]RunInfo, error) {
 		}
 		infos = append(infos, info)
 	}
-	sort.Slice(infos, func(i, j int) bool { return infos[i].ID < infos[j].ID })
+	sort.Slice(infos, func(i, j int) bool {
+		if !infos[i].Started.Equal(infos[j].Started) {
+			return infos[i].Started.Before(infos[j].Started)
+		}
+		return infos[i].ID < infos[j].ID
+	})
 	return infos, nil
 }
 

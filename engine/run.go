@@ -547,6 +547,7 @@ func (x *run) env(st *Step, backupDir string) *Env {
 		RunID: x.id, RunDir: x.dir, BackupDir: backupDir, StepID: st.ID,
 		Target: x.r.Target, Facts: x.scope.Facts, DryRun: x.dry, Yes: x.r.Yes,
 		Prompter: x.prompt, Out: x.stepOut(), Redact: x.red.String, Secrets: x.secrets,
+		Now: x.clock,
 	}
 }
 
@@ -665,6 +666,7 @@ func (sr *stepRun) apply(ctx context.Context) error {
 		return err
 	}
 	var out any
+	var note string
 	n, err := sr.attempt(ctx, func(ctx context.Context) error {
 		o, err := sr.typ.run(ctx, sr.env, sr.params)
 		if err != nil {
@@ -674,7 +676,14 @@ func (sr *stepRun) apply(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("check after apply: %w", err)
 		}
-		if state != Applied {
+		switch state {
+		case Applied:
+			note = "done"
+		case Unknown:
+			// Apply succeeded and the step cannot verify itself (an exec
+			// without a check command): trust Apply, and say so.
+			note = "done (not verified: " + unknownDetail(detail) + ")"
+		default:
 			if detail == "" {
 				detail = "check says " + state.String()
 			}
@@ -686,7 +695,7 @@ func (sr *stepRun) apply(ctx context.Context) error {
 	if err != nil {
 		return sr.fail(err, n)
 	}
-	return sr.done(out, n, "done", true)
+	return sr.done(out, n, note, true)
 }
 
 // backup runs the step's Backup into a folder of its own and makes what it
@@ -917,7 +926,20 @@ func joinNote(a, b string) string {
 }
 
 // fail records a failed step.
+//
+// A step type that fails with an *AssertionError (the assert step type)
+// found a problem rather than broke: it is recorded as assert-failed and
+// returned as is, so that a check runbook exits with ExitAssertionFailed.
 func (sr *stepRun) fail(err error, attempts int) error {
+	var ae *AssertionError
+	if errors.As(err, &ae) {
+		ae.Message = sr.x.red.String(ae.Message)
+		sr.res.Err, sr.res.Attempts = ae, attempts
+		if jerr := sr.end(StepAssertFailed, "assertion failed: "+ae.Message, RecAssertFailed, false); jerr != nil {
+			return jerr
+		}
+		return ae
+	}
 	se := &StepError{Step: sr.st.ID, Attempts: attempts, Err: redactError(err, sr.x.red)}
 	sr.res.Err, sr.res.Attempts = se, attempts
 	if jerr := sr.end(StepFailed, "failed: "+se.Err.Error(), RecFailed, false); jerr != nil {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Effect says what a step type does to the target.
@@ -64,6 +65,17 @@ type Env struct {
 	// Secrets are the secret values of this run, for steps that must refuse
 	// to pass them on unsafely (for example in a child's argv).
 	Secrets []string
+	// Now returns the run's current time; steps use it for expiry so that a
+	// rehearsal with a fixed clock sees the same days left as the plan did.
+	Now func() time.Time
+}
+
+// Time returns the run's current time, or time.Now when the engine set no clock.
+func (e *Env) Time() time.Time {
+	if e == nil || e.Now == nil {
+		return time.Now()
+	}
+	return e.Now()
 }
 
 // Logf writes one line of progress text for the operator.
