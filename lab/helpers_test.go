@@ -183,7 +183,7 @@ func newLDAPClient(t testing.TB, l *Lab, uri string) *ldapClient {
 	}
 	return &ldapClient{
 		uri: uri, bindDN: d.AdminDN(), pwFile: pw,
-		env: append(os.Environ(), "LDAPTLS_REQCERT=never", "LDAPNOINIT=1", "HOME="+dir),
+		env: append(os.Environ(), "LDAPTLS_REQCERT=never", "LDAPCONF=/dev/null", "LDAPRC=none", "HOME="+dir),
 	}
 }
 
