@@ -261,7 +261,8 @@ func (l *loader) compile(src string, at exprSite, vis visibility) *program {
 		l.exprError(src, at, err, tree)
 		return nil
 	}
-	return &program{layout: l.env, prog: prog, src: src, pos: at(0)}
+	lead := len([]rune(src)) - len([]rune(strings.TrimLeft(src, " \t\n")))
+	return &program{layout: l.env, prog: prog, src: strings.TrimSpace(src), pos: at(lead)}
 }
 
 // exprConfig returns the expr-lang configuration for the runbook's
@@ -269,7 +270,9 @@ func (l *loader) compile(src string, at exprSite, vis visibility) *program {
 func (l *loader) exprConfig() *conf.Config {
 	if l.conf == nil {
 		c := conf.CreateNew()
-		expr.Env(reflect.New(l.env.typ).Interface())(c)
+		// A struct value, not a pointer, so that the compiler resolves field
+		// indexes at compile time; evaluation passes a pointer.
+		expr.Env(reflect.New(l.env.typ).Elem().Interface())(c)
 		for _, op := range helperFuncs {
 			op(c)
 		}
@@ -286,7 +289,7 @@ func (l *loader) compileCondition(src string, at exprSite, vis visibility) *prog
 		return nil
 	}
 	if t := p.prog.Node().Type(); t != nil && t.Kind() != reflect.Interface && t.Kind() != reflect.Bool {
-		l.errorf(at(0), "a condition must be true or false, but this expression is %s", typeName(t))
+		l.errorf(p.pos, "a condition must be true or false, but this expression is %s", typeName(t))
 		return nil
 	}
 	return p
@@ -783,6 +786,12 @@ func (e *boundEnv) run(p *program) (any, error) {
 	}
 	v, err := e.vm.Run(p.prog, e.ptr.Interface())
 	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			// The message without expr-lang's snippet: the expression and
+			// its position say where.
+			err = errors.New(fe.Message)
+		}
 		return nil, fmt.Errorf("evaluate %q at %s: %w", p.src, p.pos, err)
 	}
 	return v, nil

@@ -167,3 +167,81 @@ func TestEffects(t *testing.T) {
 		}
 	}
 }
+
+func benchScope(b *testing.B, rb *Runbook) *Scope {
+	s := ltScope(b, rb)
+	s.Steps["creds"] = ltSearchOutputs{Count: 2, Entries: []ltEntry{
+		{DN: "cn=TenantCredential-1", NotAfter: time.Now().Add(400 * 24 * time.Hour)},
+		{DN: "cn=TenantCredential-2", NotAfter: time.Now().Add(24 * time.Hour)},
+	}}
+	s.Steps["snapshots"] = ltConfirmOutputs{Yes: true}
+	return s
+}
+
+// BenchmarkEvalCondition measures Condition.Eval on a scope whose
+// environment is already bound: the cost of an assert after its step.
+func BenchmarkEvalCondition(b *testing.B) {
+	rb := ltLoad(b, "testdata/valid/sts.yaml")
+	s := benchScope(b, rb)
+	remove := ltStep(b, rb, "remove_old")
+	for _, bc := range []struct {
+		name string
+		c    *Condition
+	}{
+		{"field", remove.Require[1]},
+		{"len", remove.Require[0]},
+		{"any-days", remove.Require[2]},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ok, err := bc.c.Eval(s)
+				if err != nil || !ok {
+					b.Fatal(ok, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkAssertStep measures what the runner does around a read step
+// with an assert: resolve its params, record its outputs, evaluate the
+// assert (which sees the new outputs).
+func BenchmarkAssertStep(b *testing.B) {
+	rb := ltLoad(b, "testdata/valid/sts.yaml")
+	creds := ltStep(b, rb, "creds")
+	out := ltSearchOutputs{Count: 1, Entries: []ltEntry{{DN: "cn=a"}}}
+	params, err := rb.BindParams(ParamInput{Env: []string{"RUNBOOK_PARAM_SSO_PASSWORD=x"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &Scope{Params: params, Facts: Facts{Domain: "vsphere.local", DomainDN: "dc=vsphere,dc=local"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Steps = map[string]any{}
+		if _, err := creds.Resolve(s); err != nil {
+			b.Fatal(err)
+		}
+		s.Steps["creds"] = out
+		if ok, err := creds.Assert[0].Eval(s); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+// BenchmarkResolve measures Step.Resolve of a with: with interpolations.
+func BenchmarkResolve(b *testing.B) {
+	rb := ltLoad(b, "testdata/valid/sts.yaml")
+	s := benchScope(b, rb)
+	for _, id := range []string{"creds", "remove_old"} {
+		st := ltStep(b, rb, id)
+		b.Run(id, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := st.Resolve(s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,5 +168,112 @@ func TestLoadBroken(t *testing.T) {
 				t.Errorf("diagnostics differ from %s\ngot:\n%s\nwant:\n%s", golden, got, want)
 			}
 		})
+	}
+}
+
+// FuzzLoad checks that Load never panics, that every diagnostic has a
+// position, and that what loads can be documented, evaluated and resolved
+// without a panic.
+func FuzzLoad(f *testing.F) {
+	for _, pattern := range []string{"testdata/valid/*.yaml", "testdata/broken/*.yaml"} {
+		files, err := filepath.Glob(pattern)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, path := range files {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(src)
+		}
+	}
+	reg := ltRegistry()
+	f.Fuzz(func(t *testing.T, src []byte) {
+		rb, err := Load(reg, "fuzz.yaml", src)
+		if err != nil {
+			var diags Diagnostics
+			if !errors.As(err, &diags) || len(diags) == 0 {
+				t.Fatalf("Load error is not Diagnostics: %v", err)
+			}
+			for _, d := range diags {
+				if d.Pos.Line < 1 || d.Pos.Col < 1 || d.Message == "" {
+					t.Fatalf("diagnostic without a position or message: %#v", d)
+				}
+			}
+			return
+		}
+		_ = Docs(rb)
+		s := &Scope{Params: map[string]any{}, Steps: map[string]any{}}
+		if rb.Lock != nil {
+			_, _ = rb.Lock.Render(s)
+		}
+		for _, g := range rb.Guards {
+			_, _ = g.Eval(s)
+		}
+		for _, st := range rb.Steps {
+			if st.When != nil {
+				_, _ = st.When.Eval(s)
+			}
+			_, _ = st.Resolve(s)
+		}
+	})
+}
+
+// bigRunbook returns a runbook of n steps, each reading the one before.
+func bigRunbook(n int) []byte {
+	var b strings.Builder
+	b.WriteString("apiVersion: runbook/v1\nname: big\ntitle: Many steps\nparams:\n  base: {type: string, default: \"dc=vsphere,dc=local\"}\nsteps:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - id: s%d\n    uses: test.search\n", i)
+		if i > 0 {
+			fmt.Fprintf(&b, "    when: steps.s%d.count >= 0 && len(steps.s%d.entries) < 100\n", i-1, i-1)
+		}
+		limit := "1"
+		if i > 0 {
+			limit = fmt.Sprintf("${{ steps.s%d.count + 1 }}", i-1)
+		}
+		fmt.Fprintf(&b, "    with:\n      base: \"cn=%d,${{ params.base }}\"\n      limit: %s\n", i, limit)
+		fmt.Fprintf(&b, "    assert:\n      - expr: steps.s%d.count == len(steps.s%d.entries)\n        message: counted\n", i, i)
+	}
+	return []byte(b.String())
+}
+
+// BenchmarkLoad1000Steps measures Load of a runbook with 1,000 steps and
+// 3,000 expressions.
+func BenchmarkLoad1000Steps(b *testing.B) {
+	src := bigRunbook(1000)
+	reg := ltRegistry()
+	if _, err := Load(reg, "big.yaml", src); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Load(reg, "big.yaml", src); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEvalLate measures an assert of the last step of a 1,000-step
+// runbook after every step ran, with outputs added one at a time.
+func BenchmarkEvalLate(b *testing.B) {
+	rb, err := Load(ltRegistry(), "big.yaml", bigRunbook(1000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &Scope{Params: map[string]any{"base": "dc=x"}, Steps: map[string]any{}}
+	for _, st := range rb.Steps {
+		s.Steps[st.ID] = ltSearchOutputs{}
+		if _, err := st.Assert[0].Eval(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	last := rb.Steps[len(rb.Steps)-1]
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := last.Assert[0].Eval(s); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
 	}
 }
