@@ -135,6 +135,7 @@ Lookup Service sslTrust). Dry-run first, then run; a killed run resumes.`,
 	root.AddCommand(
 		a.listCmd(), a.showCmd(), a.lintCmd(), a.runCmd(), a.resumeCmd(), a.runsCmd(),
 		a.schemaCmd(), a.docsCmd(), a.versionCmd(),
+		a.labCmd(),
 	)
 	return root
 }

@@ -291,8 +291,5 @@ func printRuns(w io.Writer, runs []engine.RunInfo) error {
 // openTarget opens the target named by spec. An empty spec means no target:
 // only local step types can run.
 func (a *app) openTarget(ctx context.Context, spec string) (engine.Target, func(), error) {
-	if spec == "" || spec == "local" {
-		return nil, func() {}, nil
-	}
-	return nil, nil, usageError{fmt.Errorf("unknown target %q", spec)}
+	return a.openTargetSpec(ctx, spec)
 }
