@@ -1,0 +1,98 @@
+package ldap
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// maxURLValue bounds a value read from a "name:< file:" URL.
+const maxURLValue = 16 << 20
+
+// openFile opens a file for reading.
+func openFile(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open ldif: %w", err)
+	}
+	return f, nil
+}
+
+// fileURLReader reads the values of "name:< URL" lines: file: URLs only,
+// absolute (file:///path) or relative to dir (file:name, as fixsts writes
+// them).
+func fileURLReader(dir string) func(u *url.URL) ([]byte, error) {
+	return func(u *url.URL) ([]byte, error) {
+		if !strings.EqualFold(u.Scheme, "file") {
+			return nil, fmt.Errorf("%s: %w", u.Scheme, errURLScheme)
+		}
+		if u.Host != "" && !strings.EqualFold(u.Host, "localhost") {
+			return nil, fmt.Errorf("file URL on host %s: only local files are read", u.Host)
+		}
+		p := u.Path
+		if u.Opaque != "" {
+			p = u.Opaque
+		}
+		if p == "" {
+			return nil, errors.New("file URL without a path")
+		}
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, filepath.FromSlash(p))
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxURLValue+1))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		if len(b) > maxURLValue {
+			return nil, fmt.Errorf("%s is larger than %d MiB", p, maxURLValue>>20)
+		}
+		return b, nil
+	}
+}
+
+// writeFileAtomic writes data to path, readable by the owner only: into a
+// temporary file in the same folder, synced, then renamed over path.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create folder: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("create file: %w", err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	ok = true
+	return nil
+}
