@@ -11,7 +11,8 @@
 //     API, the Lookup Service over the registrations kept in vmdir, and the
 //     IDM certificates endpoint;
 //   - SSH and SFTP (runbook/lab/sshd): root's shell with the appliance
-//     commands (runbook/lab/appliance) and the node's file tree.
+//     commands (runbook/lab/appliance, installed at their paths in the
+//     node's tree) and the node's file tree.
 //
 // Certificates are read from the model at every TLS handshake, so replacing
 // the Machine SSL certificate in VECS changes what ports 443 and 636 serve
@@ -46,6 +47,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"runbook/lab/appliance"
 	"runbook/lab/ldapd"
 	"runbook/lab/model"
 	"runbook/lab/pki"
@@ -84,14 +86,6 @@ func WithNodes(n int) Option { return func(c *config) { c.nodes = n } }
 func WithTypes(types ...model.NodeType) Option {
 	return func(c *config) { c.types = types }
 }
-
-// applianceCommands returns the appliance commands (vecs-cli, dir-cli,
-// vmafd-cli, certificate-manager …) that node n's shell offers.
-var applianceCommands = noApplianceCommands
-
-// noApplianceCommands stands in for appliance.Commands until the package is
-// part of the tree: the shell then has only its built-in utilities.
-func noApplianceCommands(*model.Domain, *model.Node) map[string]sshd.Command { return nil }
 
 // Lab is a running simulated SSO domain. Its methods are safe for concurrent
 // use.
@@ -187,6 +181,9 @@ func (l *Lab) startNode(ctx context.Context, nd *node) error {
 	if nd.hostKey, err = ssh.NewSignerFromKey(key); err != nil {
 		return fmt.Errorf("node %s: host key: %w", n.PNID, err)
 	}
+	if err := appliance.Install(n); err != nil {
+		return fmt.Errorf("node %s: %w", n.PNID, err)
+	}
 	if !n.Online() {
 		for i := range nd.down {
 			if nd.down[i], err = refusingAddr(); err != nil {
@@ -232,7 +229,7 @@ func (l *Lab) startNode(ctx context.Context, nd *node) error {
 			HostKey:  nd.hostKey,
 			Root:     n.Root,
 			Hostname: n.PNID,
-			Commands: applianceCommands(l.d, n),
+			Commands: appliance.Commands(l.d, n),
 			Faults:   l.faults(n, model.ProtoSSH, func(op string) string { return op }, sshd.ErrDrop),
 		})
 	})
