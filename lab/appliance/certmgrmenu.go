@@ -71,8 +71,14 @@ type menu struct {
 
 func (m *menu) println(s string) { fmt.Fprintln(m.inv.Stdout, s) }
 
-// readLine prompts and reads a line; Ctrl-D quits.
+// readLine prompts and reads a line; Ctrl-D quits. Line breaks in the
+// prompt go through the terminal's output translation; the terminal's
+// line editor gets the last line only.
 func (m *menu) readLine(prompt string) (string, error) {
+	if i := strings.LastIndexByte(prompt, '\n'); i >= 0 {
+		io.WriteString(m.inv.Stdout, prompt[:i+1])
+		prompt = prompt[i+1:]
+	}
 	s, err := m.tty.ReadLine(prompt)
 	if err != nil {
 		return "", errQuit
