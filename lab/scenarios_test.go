@@ -308,7 +308,7 @@ func TestScenarioMachineSSLExpired(t *testing.T) {
 	e := newEnv(t, "machine-ssl-expired")
 	for i := range e.l.Nodes() {
 		e.wantExpired(true, map[string]*x509.Certificate{
-			fmt.Sprintf("node %d served 443", i): e.served(i),
+			fmt.Sprintf("node %d served 443", i):       e.served(i),
 			fmt.Sprintf("node %d VECS machine SSL", i): e.vecsCert(i, model.StoreMachineSSL, model.AliasMachineCert),
 		})
 		e.wantExpired(false, e.solutionUserCerts(i))
