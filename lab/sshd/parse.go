@@ -764,7 +764,7 @@ func (p *parser) dollar(w *word, quoted bool) error {
 		w.parts = append(w.parts, part{kind: cmdsubPart, sub: sub, quoted: quoted})
 		return nil
 	case strings.HasPrefix(rest, "{"):
-		end := strings.IndexByte(rest, '}')
+		end := matchBrace(rest)
 		if end < 0 {
 			return &syntaxError{line: p.line, msg: "unexpected EOF while looking for matching `}'", eof: true}
 		}
@@ -818,6 +818,40 @@ func (p *parser) dollar(w *word, quoted bool) error {
 	w.add(part{kind: litPart, text: "$", quoted: quoted})
 	p.pos++
 	return nil
+}
+
+// matchBrace returns the index of the '}' closing the "{" at the start of
+// s, skipping quoted text and nested ${...}, or -1.
+func matchBrace(s string) int {
+	braces := 0
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\':
+			i++
+		case quote == '\'':
+			if c == '\'' {
+				quote = 0
+			}
+		case c == '\'' && quote == 0:
+			quote = c
+		case c == '"':
+			if quote == '"' {
+				quote = 0
+			} else if quote == 0 {
+				quote = c
+			}
+		case c == '{' && (i == 0 || s[i-1] == '$'):
+			braces++
+		case c == '}' && (quote == 0 || braces > 1):
+			braces--
+			if braces == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 func isSpecialParam(s string) bool {
