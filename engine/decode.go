@@ -668,6 +668,11 @@ func assignValue(dst reflect.Value, rv reflect.Value) error {
 	}
 	switch {
 	case dt == durationType:
+		if n, ok := wholeNumber(rv); ok && rv.Kind() != reflect.String {
+			// Nanoseconds, as a duration comes back from JSON.
+			dst.SetInt(n)
+			return nil
+		}
 		if rv.Kind() != reflect.String {
 			return mismatch()
 		}

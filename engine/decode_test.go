@@ -148,6 +148,7 @@ func TestAssign(t *testing.T) {
 		{300, int8(0), nil, true},
 		{"90s", ltSearchParams{}.Timeout, ltSearchParams{Timeout: 90e9}.Timeout, false},
 		{"soon", ltSearchParams{}.Timeout, nil, true},
+		{float64(90e9), ltSearchParams{}.Timeout, ltSearchParams{Timeout: 90e9}.Timeout, false},
 		{map[string]any{"base": "x", "limit": 2}, ltSearchParams{}, ltSearchParams{Base: "x", Limit: 2}, false},
 		{map[string]any{"bsae": "x"}, ltSearchParams{}, nil, true},
 		{true, "", "true", false},

@@ -23,7 +23,11 @@ func Docs(rb *Runbook) string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 
 	w("# %s\n\n", oneLine(rb.Title))
-	w("Runbook %s (%s), %d steps.\n\n", code(rb.Name), APIVersion, len(rb.Steps))
+	steps := "steps"
+	if len(rb.Steps) == 1 {
+		steps = "step"
+	}
+	w("Runbook %s (%s), %d %s.\n\n", code(rb.Name), APIVersion, len(rb.Steps), steps)
 	if d := strings.TrimSpace(rb.Description); d != "" {
 		w("%s\n\n", d)
 	}

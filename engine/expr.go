@@ -696,6 +696,13 @@ func (t *template) eval(env *boundEnv) (any, error) {
 // compiled by Load; Eval only runs it. Steps absent from the scope read as
 // their zero outputs. An error means the expression failed at run time (for
 // example an index out of range); it never says false.
+//
+// Eval keeps the expression environment in s between calls and updates it
+// incrementally: facts are read on every call, params again when the Params
+// map is replaced or changes size, and a step's outputs once, when its id
+// first appears in Steps (assign a new Steps map to change outputs already
+// there). Like its maps, a Scope must not be used by two goroutines at once.
+// Template.Render and Step.Resolve share the same environment.
 func (c *Condition) Eval(s *Scope) (bool, error) {
 	p, ok := c.program.(*program)
 	if !ok || p == nil {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -243,5 +244,49 @@ func BenchmarkResolve(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestHelpers evaluates the helper functions, and the expr-lang builtins
+// runbooks lean on, as guards.
+func TestHelpers(t *testing.T) {
+	exprs := []string{
+		`days(2) == hours(48) && hours(1) == minutes(60)`,
+		`daysUntil(now() + days(3) + hours(1)) == 3`,
+		`daysUntil(now() - hours(1)) == -1`,
+		`now() + days(10) - now() < days(180)`,
+		`sha256("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"`,
+		`sha1("abc") == "a9993e364706816aba3e25717850c26c9cd0d89d"`,
+		`lower("ABC") == "abc" && upper("abc") == "ABC" && trim("  x ") == "x"`,
+		`hasPrefix("TenantCredential-1", "Tenant") && hasSuffix("a.local", ".local")`,
+		`"y" in split("x,y", ",") && join(["a", "b"], ",") == "a,b"`,
+		`uniq(["a", "a", "b"]) == ["a", "b"] && sort(["b", "a"])[0] == "a"`,
+		`"vsphere.local" contains "sphere" && "a" matches "^[a-z]$"`,
+		`len(filter(facts.nodes, .nodeType == "embedded")) == 1`,
+		`params.n * 2 == 4 && params.wait == duration("5m") && params.wait == minutes(5)`,
+		`"b" in params.list && len(params.list) == 2`,
+	}
+	var b strings.Builder
+	b.WriteString("apiVersion: runbook/v1\nname: helpers\ntitle: Helpers\n")
+	b.WriteString("params:\n  n: {type: int, default: 2}\n  wait: {type: duration, default: 5m}\n  list: {type: list, default: [a, b]}\n")
+	b.WriteString("guards:\n")
+	for _, e := range exprs {
+		fmt.Fprintf(&b, "  - expr: %q\n    message: m\n", e)
+	}
+	b.WriteString("steps:\n  - id: ask\n    uses: test.confirm\n    with: {prompt: \"ok?\"}\n")
+	rb, err := Load(ltRegistry(), "helpers.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := rb.BindParams(ParamInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Scope{Params: params, Facts: Facts{Nodes: []NodeFacts{{NodeType: "embedded"}, {NodeType: "management"}}}}
+	for _, g := range rb.Guards {
+		ok, err := g.Eval(s)
+		if err != nil || !ok {
+			t.Errorf("%s = %v, %v; want true", g.Expr, ok, err)
+		}
 	}
 }
