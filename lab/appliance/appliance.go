@@ -19,9 +19,7 @@ package appliance
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"strings"
@@ -151,23 +149,6 @@ func readFile(inv *sshd.Invocation, p string) ([]byte, error) {
 // tree. The parent directory must exist, as for fopen.
 func writeFile(inv *sshd.Invocation, p string, data []byte, perm os.FileMode) error {
 	return inv.FS.WriteFile(inv.Rel(p), data, perm)
-}
-
-// errnoText renders a file error the way C tools print strerror.
-func errnoText(err error) string {
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return "No such file or directory"
-	case errors.Is(err, fs.ErrPermission):
-		return "Permission denied"
-	case errors.Is(err, fs.ErrExist):
-		return "File exists"
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return err.Error()
 }
 
 // pemChain is the PEM text of certs as VECS and vmdir hand it out: the

@@ -436,4 +436,3 @@ func TestUpdateLookupServiceRules(t *testing.T) {
 		t.Errorf("second run updated %d services (err %v)", again, err)
 	}
 }
-

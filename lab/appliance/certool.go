@@ -121,11 +121,6 @@ func ParseCertoolArgs(args []string) (CertoolArgs, error) {
 	return r, nil
 }
 
-// certoolError is a failed certool function: its error number.
-type certoolError int
-
-func (e certoolError) Error() string { return vmcaMessages[int(e)] }
-
 // certoolRun is one certool invocation.
 type certoolRun struct {
 	a    *appliance
@@ -227,7 +222,10 @@ func (r *certoolRun) overlay(cfg *CertoolConfig) {
 }
 
 // vmca returns the VMCA node --server names after checking it serves.
-func (r *certoolRun) vmca() (*model.Node, int) {
+// A root replacement (rootOp) only needs the node and its directory up:
+// the lab's vmcad refuses to start while its root is unusable, yet taking
+// a new root is how that is repaired (fixsts.sh, certool --rootca).
+func (r *certoolRun) vmca(rootOp bool) (*model.Node, int) {
 	server, _ := r.value("server")
 	var v *model.Node
 	switch {
@@ -238,6 +236,12 @@ func (r *certoolRun) vmca() (*model.Node, int) {
 		}
 	default:
 		v = r.a.d.Node(server)
+	}
+	if rootOp {
+		if v == nil || !v.Online() || !running(v, "vmdird") {
+			return nil, vmcaConnectRefused
+		}
+		return v, 0
 	}
 	if checkVMCA(v) != nil {
 		return nil, vmcaConnectRefused
@@ -308,7 +312,7 @@ func (r *certoolRun) genCert() int {
 		return vmcaArgumentError
 	}
 	req.Usage = usageFor(cfg.Name)
-	if _, code := r.vmca(); code != 0 {
+	if _, code := r.vmca(false); code != 0 {
 		return code
 	}
 	c, err := vmcaIssue(r.a.d, req, key)
@@ -366,7 +370,7 @@ func (r *certoolRun) genCISCert() int {
 	} else if h, ok := r.value("Hostname"); ok {
 		req.DNSNames = splitList(h)
 	}
-	if _, code := r.vmca(); code != 0 {
+	if _, code := r.vmca(false); code != 0 {
 		return code
 	}
 	c, err := vmcaIssue(r.a.d, req, key)
@@ -395,7 +399,7 @@ func (r *certoolRun) genCISCert() int {
 }
 
 func (r *certoolRun) getRootCA() int {
-	if _, code := r.vmca(); code != 0 {
+	if _, code := r.vmca(false); code != 0 {
 		return code
 	}
 	ca := root(r.a.d)
@@ -452,7 +456,7 @@ func (r *certoolRun) selfCA() int {
 	if code != 0 {
 		return code
 	}
-	if _, code := r.vmca(); code != 0 {
+	if _, code := r.vmca(true); code != 0 {
 		return code
 	}
 	ca, err := newRootCA(r.a.d, req)
@@ -484,7 +488,7 @@ func (r *certoolRun) rootCA() int {
 	if err != nil {
 		return vmcaNotCACert
 	}
-	if _, code := r.vmca(); code != 0 {
+	if _, code := r.vmca(true); code != 0 {
 		return code
 	}
 	if err := installRoot(r.a.d, ca); err != nil {

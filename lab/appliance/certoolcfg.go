@@ -136,10 +136,6 @@ func ParseCertoolConfig(data []byte) (CertoolConfig, error) {
 	return c, nil
 }
 
-// certoolOptional are the keys certificate-manager writes commented out
-// when they are empty.
-var certoolOptional = map[string]bool{"IPAddress": true, "OrgUnit": true, "DomainComponent": true}
-
 // Marshal returns c as certool.cfg text in the template's key order, as
 // certificate-manager writes its working copy: empty keys commented out.
 func (c CertoolConfig) Marshal() []byte {

@@ -74,11 +74,6 @@ Arguments:
 	help
 `
 
-// dirCLIError is a failed dir-cli request.
-type dirCLIError int
-
-func (e dirCLIError) Error() string { return fmt.Sprintf("dir-cli error %d", int(e)) }
-
 // dirCLIFail prints dir-cli's closing error line and returns its status.
 func dirCLIFail(inv *sshd.Invocation, code int) int {
 	if msg, ok := dirCLIMessages[code]; ok {
