@@ -314,7 +314,9 @@ func (j *job) nothingMatches() error {
 	for _, s := range byPrint {
 		list = append(list, s)
 	}
-	slices.SortFunc(list, func(a, b *seen) int { return cmp.Or(cmp.Compare(b.count, a.count), cmp.Compare(a.info.SHA1, b.info.SHA1)) })
+	slices.SortFunc(list, func(a, b *seen) int {
+		return cmp.Or(cmp.Compare(b.count, a.count), cmp.Compare(a.info.SHA1, b.info.SHA1))
+	})
 	var b strings.Builder
 	fmt.Fprintf(&b, "no endpoint trusts the certificate with thumbprint %s, nor the new certificate %s", j.oldText, j.newInfo.SHA1)
 	if j.url != "" {
