@@ -10,12 +10,14 @@ import (
 	"strings"
 )
 
-// ldifWidth is the line width at which OpenLDAP's ldapsearch folds LDIF.
-const ldifWidth = 76
+// ldifWidth is the line width at which OpenLDAP's ldapsearch folds LDIF
+// (checked against ldapsearch 2.5: 78 characters, continuation lines
+// included).
+const ldifWidth = 78
 
 // WriteLDIF writes entries as ldapsearch -LLL prints them: a "dn:" line,
 // one "name: value" line per value in stored order, a blank line after each
-// entry, lines folded at 76 columns. Values that are not printable ASCII (or
+// entry, lines folded at 78 columns as ldapsearch does. Values that are not printable ASCII (or
 // start with a space, ':' or '<', or end with a space) and userPassword
 // values are written base64-encoded as "name:: …".
 func WriteLDIF(w io.Writer, entries []*Entry) error {

@@ -92,8 +92,8 @@ func TestWriteLDIF(t *testing.T) {
 		{"non-ASCII", NewEntry("cn=caf\xc3\xa9", StrAttr("cn", "caf\xc3\xa9")),
 			"dn:: Y249Y2Fmw6k=\ncn:: Y2Fmw6k=\n\n"},
 		{"empty value", NewEntry("cn=a", StrAttr("description", "")), "dn: cn=a\ndescription:\n\n"},
-		{"folded at 76 columns", NewEntry("cn=a", StrAttr("description", long)),
-			"dn: cn=a\ndescription: " + long[:63] + "\n " + long[63:] + "\n\n"},
+		{"folded at 78 columns", NewEntry("cn=a", StrAttr("description", long+long)),
+			"dn: cn=a\ndescription: " + long[:65] + "\n " + long[65:] + long[:42] + "\n " + long[42:] + "\n\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,8 +105,8 @@ func TestWriteLDIF(t *testing.T) {
 				t.Errorf("got\n%q\nwant\n%q", b.String(), tc.want)
 			}
 			for _, line := range strings.Split(b.String(), "\n") {
-				if len(line) > 76 {
-					t.Errorf("line longer than 76: %q", line)
+				if len(line) > 78 {
+					t.Errorf("line longer than 78: %q", line)
 				}
 			}
 		})
