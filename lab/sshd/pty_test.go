@@ -193,3 +193,35 @@ func TestShellWithoutPTY(t *testing.T) {
 		t.Errorf("stdout %q stderr %q, want %q", out.String(), errb.String(), want)
 	}
 }
+
+// TestPTYShellInterrupt checks Ctrl-C: at the prompt it drops the line
+// typed so far; in a command reading the terminal it ends that read.
+func TestPTYShellInterrupt(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := dial(t, srv)
+	s, e := ptySession(t, c, "")
+	prompt := regexp.QuoteMeta("root@vcsa1 [ ~ ]# ")
+	e.expect(prompt + "$")
+	e.send("echo never\x03")
+	e.expect(`echo never\^C\r\n` + prompt + "$")
+	e.send("certificate-manager\r")
+	e.expect(`Option\[1 to 8\]: $`)
+	e.send("\x03")
+	e.expect(`\^C\r\n` + prompt + "$")
+	e.send("echo status $?; exit 7 | true\r")
+	e.expect(`status 1\r\n` + prompt + "$")
+	e.send("exit\r")
+	if rest := e.rest(); rest != "exit\r\nlogout\r\n" {
+		t.Errorf("after exit: %q", rest)
+	}
+	if got := waitStatus(t, s.Wait()); got != 0 {
+		t.Errorf("exit status %d, want 0", got)
+	}
+	if strings.Contains(e.transcript.String(), "never\r\n") || strings.Count(e.transcript.String(), "logout") != 1 {
+		t.Errorf("transcript:\n%q", e.transcript.String())
+	}
+	want := []string{"certificate-manager", "echo status $?; exit 7 | true", "exit"}
+	if got := srv.Audit(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("audit %q, want %q", got, want)
+	}
+}

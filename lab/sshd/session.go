@@ -198,14 +198,19 @@ func (ss *session) shell(ctx context.Context) int {
 		sh.interactive = false
 		return sh.runReader(ctx, ss.ch, std)
 	}
+	sh.login = true
 	for !sh.exited && ctx.Err() == nil {
-		line, err := ss.tty.ReadLine(sh.prompt())
+		line, intr, err := ss.tty.readLine(sh.prompt(), true)
 		// A quote or compound command left open continues on the next
 		// line, after the PS2 prompt.
-		for err == nil && incomplete(line) {
+		for err == nil && !intr && incomplete(line) {
 			var more string
-			more, err = ss.tty.ReadLine("> ")
+			more, intr, err = ss.tty.readLine("> ", true)
 			line += "\n" + more
+		}
+		if intr {
+			// Ctrl-C abandons the line, as in bash.
+			continue
 		}
 		if err != nil {
 			_, _ = ss.tty.Write([]byte("logout\n"))

@@ -28,6 +28,7 @@ type shell struct {
 	dir         string
 	tty         *Terminal
 	interactive bool // error prefix "-bash: " instead of "bash: line N: "
+	login       bool // the top-level interactive shell: exit says "logout"
 	status      int  // $?
 	exited      bool // "exit" ran
 }
@@ -43,6 +44,7 @@ func (sh *shell) subshell() *shell {
 	c := *sh
 	c.env = maps.Clone(sh.env)
 	c.exited = false
+	c.login = false
 	return &c
 }
 
@@ -796,7 +798,7 @@ func (sh *shell) exit(c *command, args []string, std stdio) int {
 		}
 		status = n & 0xff
 	}
-	if sh.interactive {
+	if sh.login {
 		fmt.Fprintln(std.err, "logout")
 	}
 	sh.exited = true
