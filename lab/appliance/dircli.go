@@ -206,7 +206,7 @@ func (a *appliance) dirCLI(_ context.Context, inv *sshd.Invocation) int {
 		if err != nil || len(certs) == 0 {
 			return dirCLIFail(inv, errInvalidData)
 		}
-		if err := a.UpdateServicePrincipal(r.name, certs[0]); err != nil {
+		if err := updateServicePrincipal(a.d, r.name, certs[0]); err != nil {
 			var other sameCertError
 			if errors.As(err, &other) {
 				fmt.Fprintf(inv.Stdout, "Error: The same certificate cannot be used by multiple services [%s].\n", string(other))
@@ -317,14 +317,10 @@ func (e sameCertError) Error() string {
 	return "the same certificate cannot be used by multiple services " + string(e)
 }
 
-// UpdateServicePrincipal replaces the certificate of the service principal
+// updateServicePrincipal replaces the certificate of the service principal
 // cn=<name>,cn=ServicePrincipals (such as "vpxd-<machineID>") and its
 // vmwSTSSubjectDN when the subject changed, as `dir-cli service update`
 // does. A certificate another service principal already holds is refused.
-func (a *appliance) UpdateServicePrincipal(name string, cert *x509.Certificate) error {
-	return updateServicePrincipal(a.d, name, cert)
-}
-
 func updateServicePrincipal(d *model.Domain, name string, cert *x509.Certificate) error {
 	es, err := d.Dir.Search(d.ServicePrincipalsDN(), vmdir.ScopeOne, "(objectClass=vmwServicePrincipal)", nil)
 	if err != nil {

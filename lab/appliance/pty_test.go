@@ -257,6 +257,7 @@ func TestCertificateManagerOption3(t *testing.T) {
 		t.Errorf("exit status %d\n%s", got, e.transcript())
 	}
 	checkTranscript(t, srv, e.transcript(), d.AdminPassword, "not-the-password")
+	golden(t, "certificate-manager-option3", normalize(strings.ReplaceAll(e.transcript(), "\r\n", "\n")))
 	checkMachineSSLReplaced(t, d, n, old.Raw, before)
 	cert, _ := n.StoreCert(model.StoreMachineSSL, model.AliasMachineCert)
 	if cert.Subject.CommonName != n.PNID || len(cert.DNSNames) != 1 || cert.DNSNames[0] != n.PNID ||

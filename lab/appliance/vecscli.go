@@ -235,9 +235,11 @@ func (a *appliance) vecsCLI(_ context.Context, inv *sshd.Invocation) int {
 		return vecsFail(inv, errInvalidState)
 	}
 	v := a.n.VECS
-	switch r.Object + " " + r.Verb {
-	case "force-refresh":
+	if r.Object == "force-refresh" {
+		// TRUSTED_ROOTS already mirrors vmdir: installRoot writes both.
 		return 0
+	}
+	switch r.Object + " " + r.Verb {
 	case "store list":
 		names := v.StoreNames()
 		if len(names) == 0 {
