@@ -2,6 +2,7 @@ package sshd
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -220,7 +221,8 @@ func (ss *session) shell(ctx context.Context) int {
 			continue
 		}
 		ss.srv.record(line)
-		if ss.srv.before(ss.nc, OpExec) != nil {
+		if err := ss.srv.before(ss.nc, OpExec); err != nil {
+			fmt.Fprintf(ss.tty, "-bash: %v\n", err)
 			continue
 		}
 		sh.runLine(ctx, line, std)

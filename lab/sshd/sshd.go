@@ -5,7 +5,37 @@
 //
 // The appliance commands themselves (vecs-cli, dir-cli, certificate-manager…)
 // are not part of this package; they are plugged in through [Config.Commands]
-// as [Command] functions.
+// as [Command] functions and see an [Invocation].
+//
+// # Sessions
+//
+// An exec request runs its command line as `bash -c` would and sends the
+// exit status. A shell request with a PTY gives the appliance prompt
+// "root@<host> [ ~ ]# "; without a PTY the shell reads commands from stdin.
+// With a PTY (exec or shell) commands get a [Terminal] for prompts and
+// passwords; without one their stdin is the channel. The sftp subsystem
+// serves the node's tree through [os.Root], so ".." and symbolic links
+// cannot reach outside it.
+//
+// # Shell
+//
+// The shell understands single and double quotes and backslashes, ;, &&,
+// ||, |, !, redirections ([n]>, [n]>>, [n]<, [n]>&m, &>, /dev/null), $VAR,
+// ${VAR}, ${VAR:-word}, ${#VAR}, $?, $(...), `...`, ~, globbing in the
+// node's tree, VAR=value prefixes, for/if/while/until, { } groups and ( )
+// subshells. Names are resolved as the special built-ins cd, export, unset,
+// exit and test/[, then Config.Commands, then the built-in utilities echo,
+// pwd, hostname, cat, ls, mkdir, rm, cp, mv, touch, tee, chmod (checks
+// only), grep/egrep/fgrep, head, tail, wc, base64, sleep, true, false and
+// ":". Anything else fails as bash does ("bash: line 1: x: command not
+// found", status 127). Here-documents, arithmetic, functions, case and
+// background jobs are not supported.
+//
+// # Secrets
+//
+// [Server.Audit] records command lines as typed, masking only the value of
+// --password options. Callers must not pass secrets in argv: commands that
+// need a password prompt for it with [Terminal.ReadPassword] or read stdin.
 package sshd
 
 import (
