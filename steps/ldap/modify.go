@@ -229,13 +229,21 @@ func applyModify(ctx context.Context, env *engine.Env, p *modifyParams) (modifyO
 			mods = append(mods, mod{Op: "delete", attr: attr{Name: name}})
 		}
 	}
-	if len(mods) > 0 {
-		if err := st.d.modify(ctx, st.have.DN, mods); err != nil {
-			return modifyOutputs{}, err
-		}
-		env.Logf("changed %d attributes of %s on %s", len(mods), st.have.DN, st.d.pnid)
+	if len(mods) == 0 {
+		return modifyOutputs{DN: st.have.DN, Entry: outputEntry(st.have, nil)}, nil
 	}
-	return modifyOutputs{DN: st.have.DN, Entry: outputEntry(st.want, nil)}, nil
+	if err := st.d.modify(ctx, st.have.DN, mods); err != nil {
+		return modifyOutputs{}, err
+	}
+	env.Logf("changed %d attributes of %s on %s", len(mods), st.have.DN, st.d.pnid)
+	after, err := st.d.get(ctx, st.have.DN)
+	if err != nil {
+		return modifyOutputs{}, err
+	}
+	if after == nil {
+		return modifyOutputs{}, fmt.Errorf("%s is gone after the change", st.have.DN)
+	}
+	return modifyOutputs{DN: after.DN, Entry: outputEntry(after, nil)}, nil
 }
 
 func checkModify(ctx context.Context, env *engine.Env, p *modifyParams) (engine.Verdict[modifyOutputs], error) {
