@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,8 @@ import (
 	"github.com/go-ldap/ldap/v3"
 	lmethods "github.com/vmware/govmomi/lookup/methods"
 	ltypes "github.com/vmware/govmomi/lookup/types"
+	"github.com/vmware/govmomi/session"
+	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/soap"
 	vim "github.com/vmware/govmomi/vim25/types"
 
@@ -441,4 +444,39 @@ func TestFaults(t *testing.T) {
 		}
 		c.Close()
 	})
+}
+
+// TestLogin checks the SSO logins the vSphere API accepts, over SOAP.
+func TestLogin(t *testing.T) {
+	l := startLab(t, "healthy")
+	d := l.Model()
+	tests := []struct {
+		user, password string
+		ok             bool
+	}{
+		{"administrator@vsphere.local", d.AdminPassword, true},
+		{"Administrator@VSPHERE.LOCAL", d.AdminPassword, true},
+		{"Administrator", d.AdminPassword, true},
+		{"administrator@vsphere.local", d.AdminPassword + "x", false},
+		{"administrator@other.local", d.AdminPassword, false},
+		{"root", d.Nodes[0].RootPassword, false},
+		{"", "", false},
+	}
+	u, err := url.Parse("https://" + l.Nodes()[0].HTTPSAddr + "/sdk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.user, func(t *testing.T) {
+			sc := soap.NewClient(u, true)
+			vc, err := vim25.NewClient(t.Context(), sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = session.NewManager(vc).Login(t.Context(), url.UserPassword(tt.user, tt.password))
+			if (err == nil) != tt.ok {
+				t.Errorf("Login(%q) = %v, want ok=%v", tt.user, err, tt.ok)
+			}
+		})
+	}
 }

@@ -168,6 +168,11 @@ func removeFiles(files []string) {
 // "local" (only local step types can run), a lab started for this run for
 // lab:SCENARIO, and otherwise the profile file at spec, named by its path.
 // The returned func closes what was opened.
+//
+// A lab lives in the process that started it, so resuming a rehearsal
+// (whose journal names lab:SCENARIO) starts a fresh lab in that scenario:
+// what the interrupted run changed died with its process. To rehearse a
+// resume against the same state, use `runbook lab serve` and its profile.
 func (a *app) openTargetSpec(ctx context.Context, spec string) (engine.Target, func(), error) {
 	if spec == "" || spec == "local" {
 		return nil, func() {}, nil
