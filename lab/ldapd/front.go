@@ -48,8 +48,9 @@ type frontConn struct {
 	s       *Server
 	backend net.Conn
 
-	wmu    sync.Mutex // serializes writes to client
-	client net.Conn   // replaced by its TLS form after StartTLS
+	wmu    sync.Mutex    // serializes writes to the client
+	client net.Conn      // replaced by its TLS form after StartTLS
+	out    *bufio.Writer // buffers writes to client
 	isTLS  bool
 }
 
@@ -74,7 +75,7 @@ func (s *Server) serveConn(c net.Conn, isTLS bool) {
 	}
 	defer s.untrack(b)
 	defer b.Close()
-	f := &frontConn{s: s, backend: b, client: c, isTLS: isTLS}
+	f := &frontConn{s: s, backend: b, client: c, out: bufio.NewWriter(c), isTLS: isTLS}
 
 	done := make(chan struct{})
 	go func() {
@@ -96,7 +97,9 @@ func (s *Server) fault(op string) error {
 	return s.cfg.Faults.Before(op)
 }
 
-// relayReplies copies whole messages from the backend to the client.
+// relayReplies copies whole messages from the backend to the client,
+// coalescing the messages that arrive together (search entries and their
+// done message) into one write.
 func (f *frontConn) relayReplies() {
 	r := bufio.NewReader(f.backend)
 	for {
@@ -107,17 +110,23 @@ func (f *frontConn) relayReplies() {
 			f.wmu.Unlock()
 			return
 		}
-		if err := f.write(msg); err != nil {
+		if err := f.write(msg, r.Buffered() == 0); err != nil {
 			return
 		}
 	}
 }
 
-func (f *frontConn) write(msg []byte) error {
+// write sends msg to the client, flushing unless more is about to follow.
+func (f *frontConn) write(msg []byte, flush bool) error {
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
-	_, err := f.client.Write(msg)
-	return err
+	if _, err := f.out.Write(msg); err != nil {
+		return err
+	}
+	if flush {
+		return f.out.Flush()
+	}
+	return nil
 }
 
 // relayRequests reads client requests, applies faults and intercepts, and
@@ -182,19 +191,22 @@ func (f *frontConn) startTLS(id int64) (*bufio.Reader, error) {
 	}
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
-	if _, err := f.client.Write(result(id, tagExtendedResp, resultSuccess, "", startTLSOID)); err != nil {
+	if _, err := f.out.Write(result(id, tagExtendedResp, resultSuccess, "", startTLSOID)); err != nil {
+		return nil, err
+	}
+	if err := f.out.Flush(); err != nil {
 		return nil, err
 	}
 	tc := tls.Server(f.client, f.s.cfg.TLS)
 	if err := tc.Handshake(); err != nil {
 		return nil, fmt.Errorf("starttls handshake: %w", err)
 	}
-	f.client, f.isTLS = tc, true
+	f.client, f.out, f.isTLS = tc, bufio.NewWriter(tc), true
 	return bufio.NewReader(tc), nil
 }
 
 func (f *frontConn) reply(id int64, tag, code int, diag string) error {
-	return f.write(result(id, tag, code, diag, ""))
+	return f.write(result(id, tag, code, diag, ""), true)
 }
 
 // result encodes an LDAPMessage carrying an LDAPResult with the given

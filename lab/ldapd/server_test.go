@@ -542,3 +542,87 @@ func TestClose(t *testing.T) {
 		t.Error("Start without a directory succeeded")
 	}
 }
+
+// TestFiltersOverTheWire checks that filters decoded by gldap and
+// re-encoded as strings select what the directory selects in-process.
+func TestFiltersOverTheWire(t *testing.T) {
+	p := newPKI(t)
+	d := newDirectory(t, p)
+	s := start(t, d, p, nil)
+	c := dial(t, s, p, "ldap")
+	bindAdmin(t, c)
+	filters := []string{
+		vmwareTenantFilter,
+		"(cn=*Cred*-1)", "(cn=trusted*)", "(!(objectClass=container))", "(cn~=users)", "(cn>=T)", "(cn<=T)",
+		"(cn:=Users)", "(cn:caseExactMatch:=Users)", "(uSNCreated>=3)", "(vmwSTSPrivateKey=*)",
+		"(userCertificate=" + ldap.EscapeFilter(string(p.caDER)) + ")", `(cn=a\2ab)`, "(&)", "(|)",
+		"(&(objectClass=user)(userPrincipalName=ADMINISTRATOR@vsphere.local))",
+	}
+	for _, f := range filters {
+		t.Run(f, func(t *testing.T) {
+			want, err := d.Search(suffix, vmdir.ScopeSub, f, []string{"1.1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Search(ldap.NewSearchRequest(suffix, ldap.ScopeWholeSubtree, 0, 0, 0, false, f, []string{"1.1"}, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, wantDNs []string
+			for _, e := range res.Entries {
+				got = append(got, e.DN)
+			}
+			for _, e := range want {
+				wantDNs = append(wantDNs, e.DN)
+			}
+			if !slices.Equal(got, wantDNs) {
+				t.Errorf("over LDAP %q, in process %q", got, wantDNs)
+			}
+		})
+	}
+}
+
+func TestConcurrentClients(t *testing.T) {
+	p := newPKI(t)
+	d := newDirectory(t, p)
+	s := start(t, d, p, nil)
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		go func() {
+			errs <- func() error {
+				c, err := ldap.DialURL("ldap://" + s.LDAPAddr())
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				if err := c.Bind(adminUPN, adminPass); err != nil {
+					return err
+				}
+				for i := 0; i < 20; i++ {
+					dn := fmt.Sprintf("cn=w%d-%d,%s", w, i, chainsDN)
+					r := ldap.NewAddRequest(dn, nil)
+					r.Attribute("objectClass", []string{"vmwSTSTenantTrustedCertificateChain"})
+					r.Attribute("userCertificate", []string{string(p.signDER)})
+					if err := c.Add(r); err != nil {
+						return err
+					}
+					if _, err := c.Search(ldap.NewSearchRequest(chainsDN, ldap.ScopeSingleLevel, 0, 0, 0, false, "(objectClass=*)", nil, nil)); err != nil {
+						return err
+					}
+					if err := c.Del(ldap.NewDelRequest(dn, nil)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for w := 0; w < 8; w++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got, _ := d.Search(chainsDN, vmdir.ScopeOne, "", nil); len(got) != 1 {
+		t.Errorf("%d chains left, want 1", len(got))
+	}
+}
