@@ -52,6 +52,8 @@ type fixture struct {
 	env  *engine.Env
 	tg   *target.Target
 	pnid string
+	// url is the plain LDAP URL of a slapd fixture.
+	url string
 	// dump returns the whole directory as canonical text: what "unchanged"
 	// and "restored" are judged by.
 	dump func() string
@@ -150,7 +152,6 @@ const slapdSchema = `objectidentifier TestSTS 1.3.6.1.4.1.99999.1
 attributetype ( 0.9.2342.19200300.100.1.25 NAME ( 'dc' 'domainComponent' ) EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.26 SINGLE-VALUE )
 attributetype ( 2.5.4.36 NAME 'userCertificate' EQUALITY octetStringMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 )
 attributetype ( TestSTS:1.5 NAME 'vmwSTSPrivateKey' EQUALITY octetStringMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 SINGLE-VALUE )
-attributetype ( 2.5.4.13 NAME 'description' EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
 objectclass ( 1.3.6.1.4.1.1466.344 NAME 'dcObject' SUP top AUXILIARY MUST dc )
 objectclass ( 1.2.840.113556.1.5.66 NAME 'domain' SUP top ABSTRACT MUST dc )
 objectclass ( 1.2.840.113556.1.5.67 NAME 'domainDNS' SUP domain STRUCTURAL )
@@ -251,7 +252,7 @@ access to * by users read by * none
 	tg := openTarget(t, "administrator@vsphere.local", slapdAdminPW, []target.NodeProfile{{
 		PNID: "vcsa1.lab.test", Address: "127.0.0.1", Ports: target.Ports{LDAP: port, LDAPS: -1},
 	}})
-	f := &fixture{env: newEnv(t, tg), tg: tg, pnid: "vcsa1.lab.test"}
+	f := &fixture{env: newEnv(t, tg), tg: tg, pnid: "vcsa1.lab.test", url: fmt.Sprintf("ldap://127.0.0.1:%d", port)}
 	f.dump = func() string { return dumpTree(t, f.conn(t), domainDN) }
 	return f
 }

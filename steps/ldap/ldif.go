@@ -428,9 +428,6 @@ func (lw *ldifWriter) comment(text string) {
 	}
 }
 
-// version writes the version line.
-func (lw *ldifWriter) version() { lw.line("version: 1") }
-
 // write writes one record.
 func (lw *ldifWriter) write(r *record) {
 	if lw.wrote {
@@ -519,13 +516,14 @@ func safeString(v []byte) bool {
 	return v[len(v)-1] != ' '
 }
 
-// writeLDIF writes records as LDIF, with an optional comment header.
+// writeLDIF writes records as LDIF, with an optional comment header. Like
+// ldapsearch -LLL and slapcat it writes no "version: 1" line, which slapadd
+// refuses.
 func writeLDIF(w io.Writer, header string, records []record) error {
 	lw := newLDIFWriter(w)
 	if header != "" {
 		lw.comment(header)
 	}
-	lw.version()
 	for i := range records {
 		lw.write(&records[i])
 	}
