@@ -46,7 +46,8 @@ type Config struct {
 // "abandon", "extended" or "starttls" per request) before the request is
 // handled. It may sleep to model a slow server; a non-nil error drops the
 // client connection without a reply, as a crashed or unreachable server
-// would. Before is called from many goroutines at once.
+// would. Before is called from many goroutines at once, and Close waits
+// for the calls in progress to return.
 type Faults interface {
 	Before(op string) error
 }

@@ -1,7 +1,6 @@
 package vmdir
 
 import (
-	"bytes"
 	"encoding/hex"
 	"strconv"
 	"strings"
@@ -46,10 +45,10 @@ type filter struct {
 	value []byte    // assertion value (equality, ordering, approx, extensible)
 	norm  string    // value prepared for at's syntax
 	valid bool      // the assertion value is valid for at's syntax
-	// substrings
-	initial []byte
-	any     [][]byte
-	final   []byte
+	// substrings, as given and lower-cased for directory strings
+	initial, initialFold []byte
+	any, anyFold         [][]byte
+	final, finalFold     []byte
 	// extensible match
 	rule    string
 	dnAttrs bool
@@ -230,6 +229,13 @@ func (p *filterParser) item() (*filter, error) {
 	f.attr = strings.ToLower(desc)
 	f.at = lookupAttr(f.attr)
 	f.prepare()
+	if f.op == opSubstrings {
+		fold := func(b []byte) []byte { return []byte(strings.ToLower(string(b))) }
+		f.initialFold, f.finalFold = fold(f.initial), fold(f.final)
+		for _, a := range f.any {
+			f.anyFold = append(f.anyFold, fold(a))
+		}
+	}
 	return f, nil
 }
 
@@ -401,10 +407,12 @@ func (f *filter) eval(m matcher) tri {
 		if ia.t.syntax == synInteger || ia.t.syntax == synDN {
 			return triUndefined
 		}
-		fold := ia.t.syntax == synString
-		for i := range ia.vals {
-			v := []byte(ia.norms[i])
-			if substringMatch(v, f.initial, f.any, f.final, fold) {
+		initial, any, final := f.initial, f.any, f.final
+		if ia.t.syntax == synString {
+			initial, any, final = f.initialFold, f.anyFold, f.finalFold
+		}
+		for _, n := range ia.norms {
+			if substringMatch(n, initial, any, final) {
 				return triTrue
 			}
 		}
@@ -433,33 +441,21 @@ func compareValues(t *attrType, norm string, raw []byte, assertion string) int {
 	return strings.Compare(norm, assertion)
 }
 
-// substringMatch matches v against initial*any*…*final. With fold the
-// components are compared as prepared directory strings (v is already
-// prepared).
-func substringMatch(v, initial []byte, any [][]byte, final []byte, fold bool) bool {
-	prep := func(b []byte) []byte {
-		if !fold {
-			return b
-		}
-		return []byte(strings.ToLower(string(b)))
-	}
+// substringMatch matches v against initial*any*…*final; v and the
+// components are already prepared for the attribute's syntax.
+func substringMatch(v string, initial []byte, any [][]byte, final []byte) bool {
 	if len(initial) > 0 {
-		ini := prep(initial)
-		if !bytes.HasPrefix(v, ini) {
+		if !strings.HasPrefix(v, string(initial)) {
 			return false
 		}
-		v = v[len(ini):]
+		v = v[len(initial):]
 	}
 	for _, a := range any {
-		a = prep(a)
-		i := bytes.Index(v, a)
+		i := strings.Index(v, string(a))
 		if i < 0 {
 			return false
 		}
 		v = v[i+len(a):]
 	}
-	if len(final) > 0 {
-		return bytes.HasSuffix(v, prep(final))
-	}
-	return true
+	return len(final) == 0 || strings.HasSuffix(v, string(final))
 }
