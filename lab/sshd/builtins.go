@@ -60,6 +60,12 @@ func errorf(inv *Invocation, format string, args ...any) {
 	fmt.Fprintf(inv.Stderr, path.Base(inv.Args[0])+": "+format+"\n", args...)
 }
 
+// usage prints a usage error followed by the coreutils hint.
+func usage(inv *Invocation, format string, args ...any) {
+	errorf(inv, format, args...)
+	fmt.Fprintf(inv.Stderr, "Try '%s --help' for more information.\n", path.Base(inv.Args[0]))
+}
+
 // flags splits leading single-letter options from operands. Options in
 // withArg take a value ("-n 5" or "-n5"). A lone "-" is an operand and "--"
 // ends the options. Numeric options such as "-5" are returned as "#" with
@@ -124,9 +130,15 @@ func open(inv *Invocation, name string) (io.ReadCloser, error) {
 var errStop = errors.New("stop")
 
 // forEachInput calls fn for each operand, or for stdin when there are none,
-// reporting open errors as "name: file: message". It returns 1 if any input
+// reporting open errors as "cmd: file: message". It returns 1 if any input
 // failed.
 func forEachInput(inv *Invocation, operands []string, fn func(name string, r io.Reader) error) int {
+	return forEachInputMsg(inv, operands, "%s: %s", fn)
+}
+
+// forEachInputMsg is forEachInput with the open error worded by format,
+// which gets the file name and the error text.
+func forEachInputMsg(inv *Invocation, operands []string, format string, fn func(name string, r io.Reader) error) int {
 	if len(operands) == 0 {
 		operands = []string{"-"}
 	}
@@ -134,7 +146,7 @@ func forEachInput(inv *Invocation, operands []string, fn func(name string, r io.
 	for _, name := range operands {
 		r, err := open(inv, name)
 		if err != nil {
-			errorf(inv, "%s: %s", name, errText(err))
+			errorf(inv, format, name, errText(err))
 			status = 1
 			continue
 		}
@@ -250,7 +262,7 @@ func catCmd(_ context.Context, inv *Invocation) int {
 func mkdirCmd(_ context.Context, inv *Invocation) int {
 	opts, operands, err := flags(inv.Args[1:], "m")
 	if err != nil || len(operands) == 0 {
-		errorf(inv, "missing operand")
+		usage(inv, "missing operand")
 		return 1
 	}
 	parents := slices.ContainsFunc(opts, func(o option) bool { return o.name == 'p' })
@@ -262,7 +274,7 @@ func mkdirCmd(_ context.Context, inv *Invocation) int {
 			err = inv.FS.Mkdir(inv.Rel(d), 0o755)
 		}
 		if err != nil {
-			errorf(inv, "cannot create directory '%s': %s", d, errText(err))
+			errorf(inv, "cannot create directory ‘%s’: %s", d, errText(err))
 			status = 1
 		}
 	}
@@ -281,7 +293,7 @@ func rmCmd(_ context.Context, inv *Invocation) int {
 		}
 	}
 	if len(operands) == 0 && !force {
-		errorf(inv, "missing operand")
+		usage(inv, "missing operand")
 		return 1
 	}
 	status := 0
@@ -455,12 +467,15 @@ func chmodCmd(_ context.Context, inv *Invocation) int {
 	for len(args) > 0 && (args[0] == "-R" || args[0] == "-f" || args[0] == "-v") {
 		args = args[1:]
 	}
-	if len(args) < 2 {
-		errorf(inv, "missing operand")
+	switch {
+	case len(args) == 0:
+		usage(inv, "missing operand")
 		return 1
-	}
-	if !chmodMode.MatchString(args[0]) {
-		errorf(inv, "invalid mode: '%s'", args[0])
+	case len(args) == 1:
+		usage(inv, "missing operand after ‘%s’", args[0])
+		return 1
+	case !chmodMode.MatchString(args[0]):
+		usage(inv, "invalid mode: ‘%s’", args[0])
 		return 1
 	}
 	status := 0
@@ -476,7 +491,7 @@ func chmodCmd(_ context.Context, inv *Invocation) int {
 func cpCmd(_ context.Context, inv *Invocation) int {
 	_, operands, _ := flags(inv.Args[1:], "")
 	if len(operands) < 2 {
-		errorf(inv, "missing file operand")
+		usage(inv, "missing file operand")
 		return 1
 	}
 	srcs, dst := operands[:len(operands)-1], operands[len(operands)-1]
@@ -531,7 +546,7 @@ func copyFile(inv *Invocation, src, dst string) error {
 func mvCmd(_ context.Context, inv *Invocation) int {
 	_, operands, _ := flags(inv.Args[1:], "")
 	if len(operands) < 2 {
-		errorf(inv, "missing file operand")
+		usage(inv, "missing file operand")
 		return 1
 	}
 	srcs, dst := operands[:len(operands)-1], operands[len(operands)-1]
@@ -548,6 +563,11 @@ func mvCmd(_ context.Context, inv *Invocation) int {
 		if dstDir {
 			target = path.Join(dst, path.Base(src))
 		}
+		if _, err := inv.FS.Lstat(inv.Rel(src)); err != nil {
+			errorf(inv, "cannot stat '%s': %s", src, errText(err))
+			status = 1
+			continue
+		}
 		if err := inv.FS.Rename(inv.Rel(src), inv.Rel(target)); err != nil {
 			errorf(inv, "cannot move '%s' to '%s': %s", src, target, errText(err))
 			status = 1
@@ -559,7 +579,7 @@ func mvCmd(_ context.Context, inv *Invocation) int {
 func touchCmd(_ context.Context, inv *Invocation) int {
 	_, operands, _ := flags(inv.Args[1:], "")
 	if len(operands) == 0 {
-		errorf(inv, "missing file operand")
+		usage(inv, "missing file operand")
 		return 1
 	}
 	status := 0
@@ -931,10 +951,9 @@ func headCmd(_ context.Context, inv *Invocation) int {
 	if !ok {
 		return 1
 	}
-	return forEachInput(inv, operands, func(name string, r io.Reader) error {
-		if len(operands) > 1 {
-			fmt.Fprintf(inv.Stdout, "==> %s <==\n", name)
-		}
+	headers := &fileHeaders{w: inv.Stdout, on: len(operands) > 1}
+	return forEachInputMsg(inv, operands, "cannot open '%s' for reading: %s", func(name string, r io.Reader) error {
+		headers.next(name)
 		br := bufio.NewReader(r)
 		for i := 0; i < n; i++ {
 			line, err := br.ReadString('\n')
@@ -952,6 +971,27 @@ func headCmd(_ context.Context, inv *Invocation) int {
 	})
 }
 
+// fileHeaders prints head's and tail's "==> name <==" lines between files.
+type fileHeaders struct {
+	w     io.Writer
+	on    bool
+	count int
+}
+
+func (h *fileHeaders) next(name string) {
+	if !h.on {
+		return
+	}
+	if h.count > 0 {
+		fmt.Fprintln(h.w)
+	}
+	h.count++
+	if name == "-" {
+		name = "standard input"
+	}
+	fmt.Fprintf(h.w, "==> %s <==\n", name)
+}
+
 func tailCmd(_ context.Context, inv *Invocation) int {
 	opts, operands, err := flags(inv.Args[1:], "n")
 	if err != nil {
@@ -962,10 +1002,9 @@ func tailCmd(_ context.Context, inv *Invocation) int {
 	if !ok {
 		return 1
 	}
-	return forEachInput(inv, operands, func(name string, r io.Reader) error {
-		if len(operands) > 1 {
-			fmt.Fprintf(inv.Stdout, "==> %s <==\n", name)
-		}
+	headers := &fileHeaders{w: inv.Stdout, on: len(operands) > 1}
+	return forEachInputMsg(inv, operands, "cannot open '%s' for reading: %s", func(name string, r io.Reader) error {
+		headers.next(name)
 		data, err := io.ReadAll(r)
 		if err != nil {
 			return err
@@ -1108,7 +1147,7 @@ func base64Cmd(_ context.Context, inv *Invocation) int {
 
 func sleepCmd(ctx context.Context, inv *Invocation) int {
 	if len(inv.Args) < 2 {
-		errorf(inv, "missing operand")
+		usage(inv, "missing operand")
 		return 1
 	}
 	var total time.Duration
@@ -1127,7 +1166,7 @@ func sleepCmd(ctx context.Context, inv *Invocation) int {
 		}
 		f, err := strconv.ParseFloat(num, 64)
 		if err != nil || f < 0 {
-			errorf(inv, "invalid time interval '%s'", a)
+			usage(inv, "invalid time interval ‘%s’", a)
 			return 1
 		}
 		total += time.Duration(f * float64(unit))

@@ -65,12 +65,13 @@ func ExampleStart() {
 		log.Fatal(err)
 	}
 	defer session.Close()
-	out, err := session.CombinedOutput("vmafd-cli get-machine-id | tr -d - ; vmafd-cli get-machine-id | wc -c")
+	out, err := session.Output("vmafd-cli get-machine-id | wc -c; vmafd-cli bogus 2>&1; echo status $?")
 	fmt.Printf("%s%v\n", out, err)
 	fmt.Println(srv.Audit())
 	// Output:
-	// bash: line 1: tr: command not found
 	// 37
+	// Invalid command
+	// status 22
 	// <nil>
-	// [vmafd-cli get-machine-id | tr -d - ; vmafd-cli get-machine-id | wc -c]
+	// [vmafd-cli get-machine-id | wc -c; vmafd-cli bogus 2>&1; echo status $?]
 }

@@ -123,6 +123,40 @@ func parse(src string) (*script, error) {
 	return s, nil
 }
 
+// commandLine parses the next line of a script: and-or lists separated by
+// ';' up to a newline (compound commands may span lines). It returns nil at
+// the end of input. Bash parses and runs a script this way, a line at a
+// time, so a syntax error on line 3 comes after lines 1 and 2 have run.
+func (p *parser) commandLine() (*script, error) {
+	p.skipNewlines()
+	if p.eof() {
+		return nil, nil
+	}
+	s := &script{}
+	for {
+		ao, err := p.andOr()
+		if err != nil {
+			return nil, err
+		}
+		s.items = append(s.items, ao)
+		p.skipBlanks()
+		if p.peekByte() == ';' && !p.hasPrefix(";;") {
+			p.pos++
+			p.skipBlanks()
+		}
+		switch {
+		case p.eof():
+			return s, nil
+		case p.peekByte() == '\n':
+			p.pos++
+			p.line++
+			return s, nil
+		case p.hasPrefix(";;"), p.peekByte() == ';', p.peekByte() == ')', p.peekByte() == '&' && !p.hasPrefix("&&"), isTerminator(p.peekKeyword()):
+			return nil, p.unexpected()
+		}
+	}
+}
+
 // incomplete reports whether src ends inside a quote or compound command,
 // so that an interactive shell should read another line.
 func incomplete(src string) bool {
@@ -194,7 +228,17 @@ func (p *parser) errorf(format string, args ...any) *syntaxError {
 }
 
 func (p *parser) eofError() *syntaxError {
-	return &syntaxError{line: p.line, msg: "syntax error: unexpected end of file", eof: true}
+	return &syntaxError{line: p.lineAfterEnd(), msg: "syntax error: unexpected end of file", eof: true}
+}
+
+// lineAfterEnd is the line number bash gives errors at the end of input:
+// one past the last line, counting an unterminated last line.
+func (p *parser) lineAfterEnd() int {
+	lines := strings.Count(p.src, "\n")
+	if !strings.HasSuffix(p.src, "\n") {
+		lines++
+	}
+	return lines + 1
 }
 
 // unexpected reports the token at the current position.
@@ -642,7 +686,11 @@ func (p *parser) word() (word, error) {
 			p.pos += end + 2
 		case c == '"':
 			p.pos++
+			start := p.line
 			if err := p.doubleQuoted(&w, '"'); err != nil {
+				if se, ok := err.(*syntaxError); ok && se.eof {
+					se.line = start // bash names the line the quote opened on
+				}
 				return w, err
 			}
 		case c == '\\':
@@ -756,7 +804,7 @@ func (p *parser) dollar(w *word, quoted bool) error {
 		}
 		if p.peekByte() != ')' {
 			if p.eof() {
-				return &syntaxError{line: p.line, msg: "unexpected EOF while looking for matching `)'", eof: true}
+				return &syntaxError{line: p.lineAfterEnd(), msg: "unexpected EOF while looking for matching `)'", eof: true}
 			}
 			return p.unexpected()
 		}

@@ -6,29 +6,32 @@ func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		src, msg   string
 		incomplete bool
+		line       int
 	}{
-		{"echo 'abc", "unexpected EOF while looking for matching `''", true},
-		{`echo "abc`, "unexpected EOF while looking for matching `\"'", true},
-		{"echo $(ls", "unexpected EOF while looking for matching `)'", true},
-		{"echo `ls", "unexpected EOF while looking for matching ``'", true},
-		{"for i in a b", "syntax error: unexpected end of file", true},
-		{"for i in a b; do echo $i", "syntax error: unexpected end of file", true},
-		{"if true; then echo", "syntax error: unexpected end of file", true},
-		{"ls &&", "syntax error: unexpected end of file", true},
-		{"ls |", "syntax error: unexpected end of file", true},
-		{"{ echo a", "syntax error: unexpected end of file", true},
-		{"; ls", "syntax error near unexpected token `;'", false},
-		{"ls | | wc", "syntax error near unexpected token `|'", false},
-		{"ls && && wc", "syntax error near unexpected token `&&'", false},
-		{"done", "syntax error near unexpected token `done'", false},
-		{"echo )", "syntax error near unexpected token `)'", false},
-		{"sleep 1 &", "syntax error near unexpected token `&'", false},
-		{"echo >", "syntax error near unexpected token `newline'", false},
-		{"echo > | x", "syntax error near unexpected token `|'", false},
-		{"cat <<EOF", "here-documents are not supported", false},
-		{"echo $((1+2))", "arithmetic expansion is not supported", false},
-		{"echo ${a%b}", "${a%b}: bad substitution", false},
-		{"for 1 in a; do :; done", "`1': not a valid identifier", false},
+		{"echo 'abc", "unexpected EOF while looking for matching `''", true, 1},
+		{"echo \"abc\n\n", "unexpected EOF while looking for matching `\"'", true, 1},
+		{"echo a\n\nfor i in a b\n\n", "syntax error: unexpected end of file", true, 5},
+		{`echo "abc`, "unexpected EOF while looking for matching `\"'", true, 1},
+		{"echo $(ls", "unexpected EOF while looking for matching `)'", true, 2},
+		{"echo `ls", "unexpected EOF while looking for matching ``'", true, 1},
+		{"for i in a b", "syntax error: unexpected end of file", true, 2},
+		{"for i in a b; do echo $i", "syntax error: unexpected end of file", true, 2},
+		{"if true; then echo", "syntax error: unexpected end of file", true, 2},
+		{"ls &&", "syntax error: unexpected end of file", true, 2},
+		{"ls |", "syntax error: unexpected end of file", true, 2},
+		{"{ echo a", "syntax error: unexpected end of file", true, 2},
+		{"; ls", "syntax error near unexpected token `;'", false, 1},
+		{"ls | | wc", "syntax error near unexpected token `|'", false, 1},
+		{"ls && && wc", "syntax error near unexpected token `&&'", false, 1},
+		{"done", "syntax error near unexpected token `done'", false, 1},
+		{"echo )", "syntax error near unexpected token `)'", false, 1},
+		{"sleep 1 &", "syntax error near unexpected token `&'", false, 1},
+		{"echo >", "syntax error near unexpected token `newline'", false, 1},
+		{"echo > | x", "syntax error near unexpected token `|'", false, 1},
+		{"cat <<EOF", "here-documents are not supported", false, 1},
+		{"echo $((1+2))", "arithmetic expansion is not supported", false, 1},
+		{"echo ${a%b}", "${a%b}: bad substitution", false, 1},
+		{"for 1 in a; do :; done", "`1': not a valid identifier", false, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {
@@ -36,6 +39,9 @@ func TestParseErrors(t *testing.T) {
 			se, ok := err.(*syntaxError)
 			if !ok {
 				t.Fatalf("parse: %v, want a syntax error", err)
+			}
+			if se.line != tt.line {
+				t.Errorf("line %d, want %d", se.line, tt.line)
 			}
 			if se.msg != tt.msg || se.eof != tt.incomplete {
 				t.Errorf("got %q (eof %v), want %q (eof %v)", se.msg, se.eof, tt.msg, tt.incomplete)

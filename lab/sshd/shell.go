@@ -68,12 +68,18 @@ func (sh *shell) prompt() string {
 // runScript parses and runs src, as `bash -c src` would, and returns the
 // exit status.
 func (sh *shell) runScript(ctx context.Context, src string, std stdio) int {
-	s, err := parse(src)
-	if err != nil {
-		sh.syntaxError(err, src, std)
-		return sh.status
+	p := &parser{src: src, line: 1}
+	for !sh.exited && ctx.Err() == nil {
+		s, err := p.commandLine()
+		if err != nil {
+			sh.syntaxError(err, src, std)
+			break
+		}
+		if s == nil {
+			break
+		}
+		sh.runList(ctx, s, std)
 	}
-	sh.runList(ctx, s, std)
 	return sh.status
 }
 
