@@ -57,7 +57,7 @@ type Server struct {
 	cfg      Config
 	backend  *gldap.Server
 	backAddr string
-	runErr   chan error
+	runErr   chan error // receives what gldap's Run returns
 
 	plain net.Listener
 	ldaps net.Listener
@@ -211,7 +211,7 @@ func (s *Server) Close() error {
 		errs = append(errs, s.ldaps.Close())
 	}
 	s.wg.Wait()
-	errs = append(errs, s.backend.Stop())
+	errs = append(errs, s.backend.Stop(), <-s.runErr) // Run returns once stopped
 	return errors.Join(ignoreClosed(errs)...)
 }
 
