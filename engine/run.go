@@ -45,6 +45,11 @@ type Runner struct {
 	Color bool
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
+	// Failpoint, when set, is called at each Failpoint of each step with the
+	// step's id, after the journal is synced. Tests use it to crash a run at
+	// an exact point (the CLI wires it to RUNBOOK_FAILPOINT); it is nil in
+	// normal runs.
+	Failpoint func(p Failpoint, step string)
 }
 
 // RunStatus is the outcome of a run, as its run-end record and `runbook
@@ -533,6 +538,32 @@ func refusalText(c *Condition) string {
 	return "condition is false: " + c.Expr
 }
 
+// Failpoint names a point in a step's life where a crash can happen, for
+// tests that kill a run there and resume it.
+type Failpoint string
+
+// The failpoints, in the order a write step passes them.
+const (
+	// FailAfterIntent is after a write step's intent record is durable,
+	// before its backup and Apply.
+	FailAfterIntent Failpoint = "intent"
+	// FailAfterApply is after Apply returned and Check confirmed it, before
+	// the done record.
+	FailAfterApply Failpoint = "applied"
+	// FailAfterDone is after a step's done record is written (durable for
+	// write steps).
+	FailAfterDone Failpoint = "done"
+)
+
+// failpoint calls the runner's Failpoint hook, outside dry-runs.
+func (x *run) failpoint(p Failpoint, step string) {
+	if x.r.Failpoint != nil && !x.dry {
+		if err := x.j.sync(); err == nil {
+			x.r.Failpoint(p, step)
+		}
+	}
+}
+
 // record journals r unless the run is quiet.
 func (x *run) record(r *Record, durable bool) error {
 	if x.quiet {
@@ -662,6 +693,7 @@ func (sr *stepRun) apply(ctx context.Context) error {
 	if err := x.record(&Record{Type: RecIntent, Step: sr.st.ID, Index: sr.index, Effect: EffectWrite}, true); err != nil {
 		return err
 	}
+	x.failpoint(FailAfterIntent, sr.st.ID)
 	if err := sr.backup(ctx); err != nil {
 		return err
 	}
@@ -695,6 +727,7 @@ func (sr *stepRun) apply(ctx context.Context) error {
 	if err != nil {
 		return sr.fail(err, n)
 	}
+	x.failpoint(FailAfterApply, sr.st.ID)
 	return sr.done(out, n, note, true)
 }
 
@@ -839,6 +872,7 @@ func (sr *stepRun) done(out any, attempts int, result string, durable bool) erro
 	if err := x.record(rec, durable); err != nil {
 		return err
 	}
+	x.failpoint(FailAfterDone, sr.st.ID)
 	if x.dry {
 		x.plan.Steps = append(x.plan.Steps, PlannedStep{ID: sr.st.ID, Effect: sr.res.Effect, Status: StepDone})
 	}

@@ -1,23 +1,18 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"runbook/engine"
 )
 
 // killRunbook has three write steps; each appends its name to the file
-// "effects" once. The second one dawdles after its effect, so a kill can
-// land between Apply and the done record; a sleep after each gives a kill
-// time to land between steps.
+// "effects" once, and a read step between them.
 const killRunbook = `apiVersion: runbook/v1
 name: three-writes
 title: Three writes that must each happen exactly once
@@ -27,17 +22,14 @@ steps:
     with:
       argv: [sh, -c, "echo first >> effects"]
       check: [grep, -qx, first, effects]
-  - id: pause1
-    uses: sleep
-    with: {duration: 300ms}
+  - id: look
+    uses: exec
+    with: {argv: [cat, effects], effect: read}
   - id: second
     uses: exec
     with:
-      argv: [sh, -c, "echo second >> effects; sleep 0.4"]
+      argv: [sh, -c, "echo second >> effects"]
       check: [grep, -qx, second, effects]
-  - id: pause2
-    uses: sleep
-    with: {duration: 300ms}
   - id: third
     uses: exec
     with:
@@ -56,24 +48,22 @@ func buildRunbook(t *testing.T, dir string) string {
 	return bin
 }
 
-// TestKillAndResume starts a real `runbook run` process, kills it with
-// SIGKILL at each point in turn (after a step's intent record, after its
-// done record), resumes it with `runbook resume`, and checks that every
-// write step took effect exactly once.
+// TestKillAndResume starts a real `runbook run` process that kills itself
+// with SIGKILL at one crash window of one step (RUNBOOK_FAILPOINT: after the
+// intent record, after Apply but before the done record, after the done
+// record), resumes it with `runbook resume`, and checks that every write
+// step took effect exactly once, for every window of every step in turn.
 func TestKillAndResume(t *testing.T) {
 	bin := buildRunbook(t, t.TempDir())
-	points := []struct {
-		name   string
-		step   string
-		record engine.RecordType
-	}{
-		{"after first done", "first", engine.RecDone},
-		{"inside second apply", "second", engine.RecIntent},
-		{"after second done", "second", engine.RecDone},
-		{"inside third apply", "third", engine.RecIntent},
+	var points []string
+	for _, step := range []string{"first", "second", "third"} {
+		for _, p := range []engine.Failpoint{engine.FailAfterIntent, engine.FailAfterApply, engine.FailAfterDone} {
+			points = append(points, string(p)+":"+step)
+		}
 	}
-	for _, pt := range points {
-		t.Run(pt.name, func(t *testing.T) {
+	points = append(points, "done:look")
+	for _, point := range points {
+		t.Run(point, func(t *testing.T) {
 			work := t.TempDir()
 			state := filepath.Join(work, "state")
 			if err := os.WriteFile(filepath.Join(work, "three.yaml"), []byte(killRunbook), 0o644); err != nil {
@@ -82,67 +72,30 @@ func TestKillAndResume(t *testing.T) {
 			env := append(os.Environ(), "RUNBOOK_STATE_DIR="+state, "NO_COLOR=1")
 
 			run := exec.Command(bin, "run", "three.yaml")
-			run.Dir, run.Env = work, env
-			if err := run.Start(); err != nil {
-				t.Fatal(err)
+			run.Dir, run.Env = work, append(env, "RUNBOOK_FAILPOINT="+point)
+			err := run.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("run with failpoint %s: want death by SIGKILL, got %v", point, err)
 			}
-			runID := waitForRecord(t, state, pt.step, pt.record)
-			if err := run.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
+			runs, err := engine.Runs(state)
+			if err != nil || len(runs) != 1 {
+				t.Fatalf("runs: %v %v", runs, err)
 			}
-			_ = run.Wait()
 
-			resume := exec.Command(bin, "resume", runID)
+			resume := exec.Command(bin, "resume", runs[0].ID)
 			resume.Dir, resume.Env = work, env
 			out, err := resume.CombinedOutput()
 			if err != nil {
-				t.Fatalf("runbook resume %s: %v\n%s", runID, err, out)
+				t.Fatalf("runbook resume %s: %v\n%s", runs[0].ID, err, out)
 			}
 			data, err := os.ReadFile(filepath.Join(work, "effects"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got, want := string(data), "first\nsecond\nthird\n"; got != want {
-				t.Fatalf("effects after kill %s and resume:\n%s\nwant each write exactly once:\n%s\nresume said:\n%s", pt.name, got, want, out)
+				t.Fatalf("effects after a kill at %s and resume:\n%s\nwant each write exactly once:\n%s\nresume said:\n%s", point, got, want, out)
 			}
 		})
 	}
-}
-
-// waitForRecord polls the state dir until the single run's journal has a
-// record of type typ for step, and returns the run's id.
-func waitForRecord(t *testing.T, state, step string, typ engine.RecordType) string {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		matches, _ := filepath.Glob(filepath.Join(state, "runs", "*", engine.JournalFile))
-		if len(matches) == 1 && journalHas(matches[0], step, typ) {
-			return filepath.Base(filepath.Dir(matches[0]))
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("no %s record for step %s within 20s", typ, step)
-	return ""
-}
-
-// journalHas reports whether the journal at path has a record of type typ
-// for step. A torn last line is ignored.
-func journalHas(path, step string, typ engine.RecordType) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.Contains(line, step) {
-			continue
-		}
-		var r engine.Record
-		if json.Unmarshal([]byte(line), &r) == nil && r.Step == step && r.Type == typ {
-			return true
-		}
-	}
-	return false
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -92,7 +93,25 @@ func (a *app) runner(t engine.Target, f *runFlags) *engine.Runner {
 	if a.output == "json" {
 		r.Output = a.stdout
 	}
+	r.Failpoint = failpoint(a.getenv("RUNBOOK_FAILPOINT"))
 	return r
+}
+
+// failpoint returns, for RUNBOOK_FAILPOINT=POINT:STEP (POINT is intent,
+// applied or done), a hook that kills this process with SIGKILL when the run
+// reaches that point of that step. It exists so that tests can crash a real
+// run at an exact point and resume it; it is nil when the variable is unset.
+func failpoint(spec string) func(engine.Failpoint, string) {
+	point, step, ok := strings.Cut(spec, ":")
+	if !ok || step == "" {
+		return nil
+	}
+	return func(p engine.Failpoint, id string) {
+		if string(p) == point && id == step {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}
 }
 
 // color is on when stderr is a terminal and NO_COLOR is unset.
