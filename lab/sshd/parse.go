@@ -140,9 +140,11 @@ func (p *parser) commandLine() (*script, error) {
 		}
 		s.items = append(s.items, ao)
 		p.skipBlanks()
+		sep := false
 		if p.peekByte() == ';' && !p.hasPrefix(";;") {
 			p.pos++
 			p.skipBlanks()
+			sep = true
 		}
 		switch {
 		case p.eof():
@@ -151,7 +153,7 @@ func (p *parser) commandLine() (*script, error) {
 			p.pos++
 			p.line++
 			return s, nil
-		case p.hasPrefix(";;"), p.peekByte() == ';', p.peekByte() == ')', p.peekByte() == '&' && !p.hasPrefix("&&"), isTerminator(p.peekKeyword()):
+		case !sep, p.peekByte() == ';', p.peekByte() == ')', isTerminator(p.peekKeyword()):
 			return nil, p.unexpected()
 		}
 	}

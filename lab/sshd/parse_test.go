@@ -32,6 +32,8 @@ func TestParseErrors(t *testing.T) {
 		{"echo $((1+2))", "arithmetic expansion is not supported", false, 1},
 		{"echo ${a%b}", "${a%b}: bad substitution", false, 1},
 		{"for 1 in a; do :; done", "`1': not a valid identifier", false, 1},
+		{"{ echo a; } echo b", "syntax error near unexpected token `echo'", false, 1},
+		{"if true; then :; fi x", "syntax error near unexpected token `x'", false, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {
@@ -87,7 +89,19 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, src string) {
+		// Line by line, as scripts run, must agree with the whole parse.
+		p := &parser{src: src, line: 1}
+		var lineErr error
+		for lineErr == nil {
+			var s *script
+			if s, lineErr = p.commandLine(); s == nil {
+				break
+			}
+		}
 		s, err := parse(src)
+		if (err == nil) != (lineErr == nil) {
+			t.Fatalf("parse: %v, line by line: %v", err, lineErr)
+		}
 		if err != nil {
 			if _, ok := err.(*syntaxError); !ok {
 				t.Fatalf("non-syntax error %T %v", err, err)
