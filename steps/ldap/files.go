@@ -10,6 +10,9 @@ import (
 	"strings"
 )
 
+// errURLScheme is returned for a "name:< URL" value that is not a file.
+var errURLScheme = errors.New("only file: URLs are supported")
+
 // maxURLValue bounds a value read from a "name:< file:" URL.
 const maxURLValue = 16 << 20
 

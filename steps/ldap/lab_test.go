@@ -87,6 +87,15 @@ func TestSearchLab(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "root DSE", count: 1,
+			p: searchParams{Base: "", Scope: "base", Filter: "(objectClass=*)", Attributes: []string{"+"}},
+			check: func(t *testing.T, out searchOutputs) {
+				if usn := out.Entries[0].Attrs["highestCommittedUSN"]; len(usn) != 1 || usn[0] == "" {
+					t.Errorf("root DSE attrs %v", out.Entries[0].Attrs)
+				}
+			},
+		},
 		{name: "missing base", p: searchParams{Base: "cn=nope," + dom.TenantDN(), Scope: "sub", Filter: "(objectClass=*)"}, wantErr: "search cn=nope,"},
 		{name: "bad filter", p: searchParams{Base: sts.DN, Scope: "sub", Filter: "(cn=x"}, wantErr: `filter "(cn=x": `},
 		{name: "bad base", p: searchParams{Base: "not a dn", Scope: "sub", Filter: "(cn=x)"}, wantErr: `base: DN "not a dn": `},

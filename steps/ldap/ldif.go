@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -154,7 +153,7 @@ func (p *ldifParser) unfold(data []byte) {
 	flush()
 }
 
-// errorf returns an error located at line.
+// lineError returns an error located at line.
 func lineError(line int, format string, args ...any) error {
 	return fmt.Errorf("ldif line %d: %s", line, fmt.Sprintf(format, args...))
 }
@@ -544,6 +543,3 @@ func readLDIFFile(path string) ([]record, error) {
 	}
 	return recs, nil
 }
-
-// errURLScheme is returned for a "name:< URL" value that is not a file.
-var errURLScheme = errors.New("only file: URLs are supported")

@@ -16,7 +16,7 @@ import (
 // searchParams are the params of ldap.search, and of ldap.export.
 type searchParams struct {
 	Node       string   `yaml:"node" doc:"The PNID of the node whose vmdir to search; the target's first node when empty."`
-	Base       string   `yaml:"base" required:"true" doc:"The DN to search from, such as cn=vsphere.local,cn=Tenants,cn=IdentityManager,cn=Services,dc=vsphere,dc=local. A base that does not exist fails the step (LDAP result 32)."`
+	Base       string   `yaml:"base" required:"true" doc:"The DN to search from, such as cn=vsphere.local,cn=Tenants,cn=IdentityManager,cn=Services,dc=vsphere,dc=local. A base that does not exist fails the step (LDAP result 32); an empty base with scope base reads the root DSE."`
 	Scope      string   `yaml:"scope" enum:"base,one,sub" default:"sub" doc:"How deep to search: base (the base entry only), one (the entries directly under it) or sub (the base and everything under it)."`
 	Filter     string   `yaml:"filter" default:"(objectClass=*)" doc:"An RFC 4515 filter such as (objectClass=vmwSTSTenantCredential); attribute names and values match case-insensitively."`
 	Attributes []string `yaml:"attributes" doc:"The attributes to return, as ldapsearch takes them; every user attribute when empty. Outputs use these spellings as attrs keys."`
@@ -53,8 +53,10 @@ var searchStep = engine.Read[searchParams, searchOutputs]{
 
 // validateSearch checks the base, scope and filter.
 func validateSearch(p *searchParams) (scope int, err error) {
-	if err := checkDN(p.Base); err != nil {
-		return 0, fmt.Errorf("base: %w", err)
+	if p.Base != "" { // "" is the root DSE
+		if err := checkDN(p.Base); err != nil {
+			return 0, fmt.Errorf("base: %w", err)
+		}
 	}
 	scope, ok := scopes[p.Scope]
 	if !ok {
@@ -155,8 +157,10 @@ func runExport(ctx context.Context, env *engine.Env, p *exportParams) (exportOut
 		recs[i] = record{entry: es[i]}
 		out.DNs[i] = es[i].DN
 	}
-	header := fmt.Sprintf("ldap.export from %s: base %s, scope %s, filter %s\n%d entries; values after \"::\" are base64, byte for byte",
-		d.pnid, p.Base, p.Scope, p.Filter, len(es))
+	// The header is text for people, and redacted; the values are the
+	// directory's, byte for byte.
+	header := redact(env, fmt.Sprintf("ldap.export from %s: base %s, scope %s, filter %s\n%d entries; values after \"::\" are base64, byte for byte",
+		d.pnid, p.Base, p.Scope, p.Filter, len(es)))
 	var buf bytes.Buffer
 	if err := writeLDIF(&buf, header, recs); err != nil {
 		return exportOutputs{}, err
