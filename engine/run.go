@@ -278,6 +278,10 @@ func (r *Runner) prepare(rb *Runbook, params map[string]any, types []StepType) *
 		clock = time.Now
 	}
 	secrets := rb.SecretValues(params)
+	if ts, ok := r.Target.(interface{ Secrets() []string }); ok && r.Target != nil {
+		// The target's credentials (profile passwords) are secrets of the run too.
+		secrets = append(secrets, ts.Secrets()...)
+	}
 	red := NewRedactor(secrets)
 	x := &run{
 		r: r, rb: rb, types: types, clock: clock, started: clock(),

@@ -100,7 +100,9 @@ type Prompter interface {
 }
 
 // Target is the system a run acts on. Step families define richer interfaces
-// (connections per node) and type-assert Env.Target to them.
+// (connections per node) and type-assert Env.Target to them. A target that
+// also has a `Secrets() []string` method (the passwords of its profile) has
+// those masked wherever the run writes, like secret params.
 type Target interface {
 	// Name identifies the target in journals and plans, e.g. "lab:sts-expired".
 	Name() string

@@ -610,3 +610,31 @@ func (n *Node) close() {
 	n.ldap.close(func(c *ldap.Conn) { c.Close() })
 	n.http.CloseIdleConnections()
 }
+
+// SSOCredentials returns the profile's SSO user (a UPN) and its password,
+// for steps that must type them into an appliance tool: on its stdin or at
+// its prompt, never in its argv.
+func (t *Target) SSOCredentials() (user, password string, err error) {
+	pw, err := t.profile.SSO.password(t.profile.dir())
+	if err != nil {
+		return "", "", err
+	}
+	return t.profile.SSO.User, pw, nil
+}
+
+// Secrets returns every password the profile gives (the SSO password and
+// each node's SSH password) that can be read, so that the engine can mask
+// them wherever it writes. A password that cannot be read is left out; the
+// connection that needs it reports the error.
+func (t *Target) Secrets() []string {
+	var out []string
+	if pw, err := t.profile.SSO.password(t.profile.dir()); err == nil && pw != "" {
+		out = append(out, pw)
+	}
+	for _, n := range t.nodes {
+		if pw, err := n.password("ssh"); err == nil && pw != "" {
+			out = append(out, pw)
+		}
+	}
+	return out
+}

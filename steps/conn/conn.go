@@ -58,3 +58,18 @@ func Nodes(env *engine.Env, selector string) ([]*target.Node, error) {
 	}
 	return []*target.Node{n}, nil
 }
+
+// SSO returns the target's SSO user and password, for a step that must type
+// them into an appliance tool (on stdin or at a prompt, never in argv). The
+// engine masks the password wherever it writes.
+func SSO(env *engine.Env) (user, password string, err error) {
+	t, err := Target(env)
+	if err != nil {
+		return "", "", err
+	}
+	user, password, err = t.SSOCredentials()
+	if err != nil {
+		return "", "", fmt.Errorf("read the SSO password: %w", err)
+	}
+	return user, password, nil
+}
