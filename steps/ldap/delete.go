@@ -75,7 +75,7 @@ func doomed(ctx context.Context, d *directory, p *deleteParams) ([]entry, error)
 			return nil, err
 		}
 		if n > 0 {
-			return nil, fmt.Errorf("%s has %d entries under it; set subtree: true to delete them too", dn, n)
+			return nil, fmt.Errorf("%s has %s under it; set subtree: true to delete them too", dn, countEntries(n))
 		}
 		keep(*e)
 	}
