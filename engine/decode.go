@@ -100,7 +100,11 @@ func collectFields(t reflect.Type, index []int, si *structInfo) {
 		if d, ok := sf.Tag.Lookup("default"); ok {
 			f.defRaw = d
 			var doc yaml.Node
-			if err := yaml.Unmarshal([]byte(d), &doc); err != nil {
+			if sf.Type.Kind() == reflect.String {
+				// A string field's default is the tag's text as written:
+				// "0644" stays 0644, not the octal number YAML reads.
+				f.def = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: d}
+			} else if err := yaml.Unmarshal([]byte(d), &doc); err != nil {
 				f.defErr = err
 			} else if len(doc.Content) == 1 {
 				f.def = doc.Content[0]

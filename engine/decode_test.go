@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"reflect"
 	"strings"
 	"testing"
@@ -170,5 +171,33 @@ func TestAssign(t *testing.T) {
 		if got := dst.Interface(); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("assign(%#v) into %T = %#v, want %#v", tt.v, tt.into, got, tt.want)
 		}
+	}
+}
+
+// TestStringDefaultIsLiteral checks that a string field's default tag is
+// taken as written: YAML would read 0644 as an octal number and on as true.
+func TestStringDefaultIsLiteral(t *testing.T) {
+	type params struct {
+		Mode string `yaml:"mode" default:"0644"`
+		Flag string `yaml:"flag" default:"on"`
+	}
+	reg := NewRegistry()
+	reg.Register(Read[params, struct{}]{
+		Spec: Spec{ID: "mode.test", Summary: "Takes a mode."},
+		Run:  func(context.Context, *Env, *params) (struct{}, error) { return struct{}{}, nil },
+	})
+	rb, err := Load(reg, "mode.yaml", []byte("apiVersion: runbook/v1\nname: mode\ntitle: Mode\nsteps:\n  - id: m\n    uses: mode.test\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rb.Steps[0].Resolve(&Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got.(*params); p.Mode != "0644" || p.Flag != "on" {
+		t.Errorf("defaults = %+v, want the tags' text", p)
+	}
+	if _, err := Schema(reg); err != nil {
+		t.Errorf("Schema: %v", err)
 	}
 }
