@@ -3,12 +3,28 @@ package steps
 
 import (
 	"runbook/engine"
+	"runbook/steps/ldap"
 	"runbook/steps/local"
+	"runbook/steps/lookup"
+	"runbook/steps/shell"
+	"runbook/steps/sts"
+	"runbook/steps/tlspeer"
+	"runbook/steps/vmca"
 )
 
 // Registry returns a new registry holding every built-in step type.
 func Registry() *engine.Registry {
 	r := engine.NewRegistry()
-	local.Register(r)
+	for _, register := range []func(*engine.Registry){
+		local.Register,
+		ldap.Register,
+		lookup.Register,
+		tlspeer.Register,
+		sts.Register,
+		shell.Register,
+		vmca.Register,
+	} {
+		register(r)
+	}
 	return r
 }
