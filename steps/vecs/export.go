@@ -214,4 +214,3 @@ func writeFile(name string, data []byte, mode os.FileMode) error {
 	}
 	return nil
 }
-
