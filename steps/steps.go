@@ -6,9 +6,11 @@ import (
 	"runbook/steps/ldap"
 	"runbook/steps/local"
 	"runbook/steps/lookup"
+	"runbook/steps/services"
 	"runbook/steps/shell"
 	"runbook/steps/sts"
 	"runbook/steps/tlspeer"
+	"runbook/steps/vecs"
 	"runbook/steps/vmca"
 )
 
@@ -23,6 +25,8 @@ func Registry() *engine.Registry {
 		sts.Register,
 		shell.Register,
 		vmca.Register,
+		vecs.Register,
+		services.Register,
 	} {
 		register(r)
 	}
