@@ -233,7 +233,7 @@ func TestProblems(t *testing.T) {
 func TestServerOf(t *testing.T) {
 	for dn, want := range map[string]string{
 		"labeledURI=ldap://b.x,cn=Replication Agreements,cn=a.x,cn=Servers,cn=default-site,cn=Sites,cn=Configuration,dc=vsphere,dc=local": "a.x",
-		"cn=a.x,cn=Servers,cn=default-site,cn=Sites,cn=Configuration,dc=vsphere,dc=local":                                                "",
+		"cn=a.x,cn=Servers,cn=default-site,cn=Sites,cn=Configuration,dc=vsphere,dc=local":                                                 "",
 		"not a dn": "",
 	} {
 		if got := serverOf(dn); got != want {
