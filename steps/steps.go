@@ -6,6 +6,7 @@ import (
 	"runbook/steps/ldap"
 	"runbook/steps/local"
 	"runbook/steps/lookup"
+	"runbook/steps/replication"
 	"runbook/steps/services"
 	"runbook/steps/shell"
 	"runbook/steps/sts"
@@ -27,6 +28,7 @@ func Registry() *engine.Registry {
 		vmca.Register,
 		vecs.Register,
 		services.Register,
+		replication.Register,
 	} {
 		register(r)
 	}
