@@ -164,3 +164,16 @@ func FuzzParsePartnerStatus(f *testing.F) {
 		_, _ = ParseVmdirState(out)
 	})
 }
+
+func BenchmarkParsePartnerStatus(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("testdata", "partners-mixed-prompt.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := ParsePartnerStatus(string(data)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -134,3 +134,16 @@ func FuzzParseStatus(f *testing.F) {
 		_ = StartErrors(out)
 	})
 }
+
+func BenchmarkParseStatus(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("testdata", "status-all.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := ParseStatus(string(data)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

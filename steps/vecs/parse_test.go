@@ -221,3 +221,27 @@ func FuzzParseCertText(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseEntryList(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("testdata", "trusted-roots-text.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pemData, err := os.ReadFile(filepath.Join("testdata", "machine-ssl.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, in := range []struct {
+		name string
+		data []byte
+	}{{"text", data}, {"pem", pemData}} {
+		b.Run(in.name, func(b *testing.B) {
+			b.SetBytes(int64(len(in.data)))
+			for b.Loop() {
+				if _, err := ParseEntryList(string(in.data)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
