@@ -37,7 +37,7 @@ func Register(r *engine.Registry) {
 
 // runParams are the params of certmgr.run.
 type runParams struct {
-	Node         string   `yaml:"node" doc:"The PNID of the node to run certificate-manager on; the target's first node when empty. Options 8 regenerates the VMCA root only on a node that runs VMCA (embedded or PSC)."`
+	Node         string   `yaml:"node" doc:"The PNID of the node to run certificate-manager on; the target's first node when empty. Option 8 regenerates the VMCA root only on a node that runs VMCA (embedded or PSC)."`
 	Option       string   `yaml:"option" required:"true" enum:"3,6,8" doc:"The menu option, quoted: \"3\" replaces the Machine SSL certificate with a VMCA certificate; \"6\" replaces the solution-user certificates with VMCA certificates; \"8\" regenerates the VMCA root and replaces all certificates (KB 2112283). Only Machine SSL expired → 3; solution users expired → 6; a trusted root expired → 8."`
 	SSOUser      string   `yaml:"sso_user" doc:"The SSO administrator typed at the username prompt; administrator@<SSO domain> when empty."`
 	SSOPassword  string   `yaml:"sso_password" required:"true" doc:"The SSO administrator's password, typed at the password prompt and nowhere else; pass a secret runbook param: ${{ params.sso_password }}."`

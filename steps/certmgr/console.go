@@ -57,9 +57,6 @@ type console struct {
 	lined   int          // length of normalize(pending) already passed to onLine
 }
 
-// errEnded is returned by converse when the program ended.
-var errEnded = errors.New("program ended")
-
 // converse answers prompts until the program ends (it returns nil) or
 // something goes wrong: ctx ends, the dialog refuses, an unknown prompt
 // waits, or the program stalls. On a dialog error it sends Ctrl-D and
