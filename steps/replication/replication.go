@@ -40,7 +40,7 @@ func Register(r *engine.Registry) {
 // statusParams are the params of replication.status.
 type statusParams struct {
 	Node        string `yaml:"node" default:"all" doc:"The PNID of the node to check, or all (the default) for every node of the target: replication must be 0 changes behind in both directions, which only running on every node shows. Nodes without vmdir (a vCenter with an external PSC) are listed and skipped."`
-	SSOPassword string `yaml:"sso_password" required:"true" doc:"The SSO administrator's password, which vdcrepadmin asks for; it is passed on its standard input, never on its command line. Give it from a secret param, ${{ params.sso_password }}, so that it is redacted everywhere; any other value is refused."`
+	SSOPassword string `yaml:"sso_password" doc:"The SSO administrator's password, which vdcrepadmin asks for; it is passed on its standard input, never on its command line. Empty (the usual case) means the target profile's SSO password. When given, it must come from a secret param, ${{ params.sso_password }}, so that it is redacted everywhere; any other value is refused."`
 }
 
 // NodeStatus is one node's replication as its own vmdir sees it.
@@ -106,7 +106,7 @@ var statusStep = engine.Read[statusParams, statusOutputs]{
 			"back (USN rollback, after restoring one node alone from a snapshot or backup: restore " +
 			"every node of the domain together, powered off). A node that cannot be reached is a " +
 			"problem, not a failure of the step; a refused password is a failure.\n\n" +
-			"```yaml\n- id: repl\n  uses: replication.status\n  with:\n    sso_password: ${{ params.sso_password }}\n" +
+			"```yaml\n- id: repl\n  uses: replication.status\n" +
 			"- id: replicating\n  uses: assert\n  with:\n    that: ${{ steps.repl.healthy }}\n" +
 			"    message: ${{ join(steps.repl.problems, '; ') }}\n```",
 	},
@@ -115,9 +115,12 @@ var statusStep = engine.Read[statusParams, statusOutputs]{
 
 func runStatus(ctx context.Context, env *engine.Env, p *statusParams) (statusOutputs, error) {
 	if p.SSOPassword == "" {
-		return statusOutputs{}, errors.New("sso_password: required")
-	}
-	if !shell.IsSecret(env, p.SSOPassword) {
+		_, pw, err := conn.SSO(env)
+		if err != nil {
+			return statusOutputs{}, err
+		}
+		p.SSOPassword = pw
+	} else if !shell.IsSecret(env, p.SSOPassword) {
 		return statusOutputs{}, errors.New("sso_password: give it from a secret param (${{ params.sso_password }}) so that it is redacted; a plain value would be journaled")
 	}
 	t, err := conn.Target(env)
@@ -190,7 +193,7 @@ func checkNode(ctx context.Context, env *engine.Env, n *target.Node, user, passw
 		return ns, nil
 	}
 	if m := ErrorLine.FindStringSubmatch(res.Stdout + res.Stderr); m != nil && m[2] == errInvalidCredential {
-		return ns, fmt.Errorf("%s: vdcrepadmin refused the SSO password of %s (%s [%s]); check sso_password", n.PNID(), user, m[1], m[2])
+		return ns, fmt.Errorf("%s: vdcrepadmin refused the SSO password of %s (%s [%s]); check the SSO password (the profile's sso password, or sso_password)", n.PNID(), user, m[1], m[2])
 	}
 	partners, perr := ParsePartnerStatus(res.Stdout)
 	switch {

@@ -178,11 +178,12 @@ func TestPassword(t *testing.T) {
 	}
 	env.Secrets = append(env.Secrets, "wrong-"+pw)
 	_, err = runStatus(t.Context(), env, &statusParams{Node: "vcsa1.lab.test", SSOPassword: "wrong-" + pw})
-	if err == nil || err.Error() != "vcsa1.lab.test: vdcrepadmin refused the SSO password of administrator (User invalid credential [9234]); check sso_password" {
+	if err == nil || err.Error() != "vcsa1.lab.test: vdcrepadmin refused the SSO password of administrator (User invalid credential [9234]); check the SSO password (the profile's sso password, or sso_password)" {
 		t.Errorf("wrong password: %v", err)
 	}
-	if _, err := runStatus(t.Context(), env, &statusParams{}); err == nil {
-		t.Error("no password accepted")
+	// Without sso_password, the target profile's SSO password is used.
+	if out, err := runStatus(t.Context(), env, &statusParams{Node: "vcsa1.lab.test"}); err != nil || len(out.Nodes) != 1 {
+		t.Errorf("with the profile's password: %+v, %v", out, err)
 	}
 	// vmdird stopped: vdcrepadmin fails, which is a problem, not an error.
 	if err := l.Model().Nodes[1].Services.Stop("vmdird"); err != nil {
