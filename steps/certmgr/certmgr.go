@@ -483,6 +483,9 @@ func applyRun(ctx context.Context, env *engine.Env, p *runParams) (runOutputs, e
 	switch {
 	case prog.RolledBack || prog.RollbackFailed:
 		return out, j.rollbackError(ctx, prog, logOffset)
+	case runErr != nil && len(prog.Statuses) > 0:
+		return out, j.redactErr(fmt.Errorf("certificate-manager option %s on %s was stopped while it worked (last: %s), so its certificates may be half replaced; "+
+			"Check, or resuming the run, tells (the originals are in this step's backup folder): %w", j.option, pnid, prog.Statuses[len(prog.Statuses)-1], runErr))
 	case runErr != nil:
 		return out, j.redactErr(fmt.Errorf("certificate-manager option %s on %s: %w", j.option, pnid, runErr))
 	case !prog.Completed:

@@ -46,10 +46,11 @@ var prompts = []prompt{
 }
 
 // match returns the prompt screen ends with, and the key of a value
-// prompt.
+// prompt. Every prompt is one line: only the last is looked at.
 func match(screen string) (p *prompt, key string, ok bool) {
+	last := screen[strings.LastIndexByte(screen, '\n')+1:]
 	for i := range prompts {
-		if m := prompts[i].re.FindStringSubmatch(screen); m != nil {
+		if m := prompts[i].re.FindStringSubmatch(last); m != nil {
 			if len(m) > 1 {
 				key = m[1]
 			}

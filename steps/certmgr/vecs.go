@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"runbook/steps/certinfo"
@@ -43,6 +44,8 @@ type vecs struct {
 	n *target.Node
 }
 
+// run runs vecs-cli with args. An error quotes what vecs-cli printed,
+// but never the standard output of a secret read (getkey).
 func (v vecs) run(ctx context.Context, args ...string) (string, error) {
 	cmd := PathVecsCLI + " " + shellJoin(args)
 	stdout, stderr, code, err := v.n.Run(ctx, cmd, nil)
@@ -50,7 +53,11 @@ func (v vecs) run(ctx context.Context, args ...string) (string, error) {
 		return "", fmt.Errorf("vecs-cli %s: %w", strings.Join(args[:2], " "), err)
 	}
 	if code != 0 {
-		return "", fmt.Errorf("vecs-cli %s on %s exited %d: %s", shellJoin(args), v.n.PNID(), code, oneLine(stderr+stdout))
+		said := stderr
+		if !slices.Contains(args, "getkey") {
+			said += stdout
+		}
+		return "", fmt.Errorf("vecs-cli %s on %s exited %d: %s", shellJoin(args), v.n.PNID(), code, oneLine(said))
 	}
 	return stdout, nil
 }

@@ -237,7 +237,7 @@ func planIssue(ctx context.Context, env *engine.Env, p *issueParams) (engine.Pla
 	after := fmt.Sprintf("subject %s; SANs %s; signed by %s for VMCA's default validity; key and certificate fetched to %s, the key then removed from the node",
 		j.req.subject(), strings.Join(j.req.sans(), ", "), signer, j.local.dir)
 	return engine.Plan{
-		Summary: fmt.Sprintf("issue a %s certificate for %s with certool in %s", p.Profile, pnid, j.remote),
+		Summary: fmt.Sprintf("issue a certificate (profile %s) for %s with certool in %s", p.Profile, pnid, j.remote),
 		Changes: []engine.Change{{
 			Action: "create",
 			Object: pnid + " certool " + p.Profile + " certificate",
