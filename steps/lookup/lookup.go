@@ -34,11 +34,6 @@ func Register(r *engine.Registry) {
 	r.Register(updateStep)
 }
 
-// nodeDoc documents the node param of both step types.
-const nodeDoc = "The PNID of the node whose Lookup Service is asked; the first node of the target when empty. " +
-	"Registrations are shared by the site, so any node of the site sees them all (with an external PSC, " +
-	"name a PSC of the site, as KB 2121701 says)."
-
 // client returns the node and its logged-in Lookup Service client.
 func client(ctx context.Context, env *engine.Env, pnid string) (*target.Node, *lookup.Client, error) {
 	n, err := conn.Node(env, pnid)

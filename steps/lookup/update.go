@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vmware/govmomi/lookup"
@@ -105,7 +106,9 @@ type job struct {
 	newInfo certinfo.Info
 	url     string // url_contains, lower case
 	at      time.Time
-	values  map[string]*seenValue
+
+	mu     sync.Mutex // guards values, which Apply's workers share
+	values map[string]*seenValue
 }
 
 func newJob(p *updateParams) (*job, error) {
@@ -143,6 +146,8 @@ func colonHex(b []byte) string {
 
 // look reads a first sslTrust value, once per distinct value.
 func (j *job) look(value string) *seenValue {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if v, ok := j.values[value]; ok {
 		return v
 	}
@@ -179,7 +184,9 @@ func (j *job) scan(info *ltypes.LookupServiceRegistrationInfo) (old []int, trust
 			continue
 		}
 		v := j.look(ep.SslTrust[0])
+		j.mu.Lock()
 		v.count++
+		j.mu.Unlock()
 		switch v.state {
 		case trustsOld:
 			old = append(old, i)
@@ -368,6 +375,22 @@ func backupUpdate(ctx context.Context, env *engine.Env, p *updateParams) ([]stri
 	return []string{path}, nil
 }
 
+// parallel is how many services Apply gets and sets at once. Each service
+// is still got right before it is set, and set once; only different
+// services overlap. Two is what the SOAP client keeps connections for
+// (net/http's two idle connections per host): more requests at once would
+// each open a TLS connection, and take longer.
+const parallel = 2
+
+// repoint is what became of one service Apply had to change.
+type repoint struct {
+	done    chan struct{} // closed when the fields below are final
+	tried   bool          // false when Apply stopped before getting to it
+	changed bool          // false when the service no longer trusted the old certificate
+	eps     int           // endpoints re-pointed
+	err     error
+}
+
 func applyUpdate(ctx context.Context, env *engine.Env, p *updateParams) (updateOutputs, error) {
 	j, err := newJob(p)
 	if err != nil {
@@ -381,50 +404,116 @@ func applyUpdate(ctx context.Context, env *engine.Env, p *updateParams) (updateO
 	if err != nil {
 		return updateOutputs{}, err
 	}
+
+	// The services to change, as listed, each handled by one worker: get
+	// it again, re-point its endpoints that still trust the old
+	// certificate, set it. The first failure stops new services from
+	// being started; those under way finish.
+	work := make([]*repoint, len(infos))
+	var todo []int
+	for i := range infos {
+		if old, _ := j.scan(&infos[i]); len(old) > 0 {
+			work[i] = &repoint{done: make(chan struct{})}
+			todo = append(todo, i)
+		}
+	}
+	jobs := make(chan int)
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	go func() {
+		defer close(jobs)
+		for k, i := range todo {
+			select {
+			case jobs <- i:
+				continue
+			case <-stop:
+			case <-ctx.Done():
+			}
+			for _, rest := range todo[k:] {
+				close(work[rest].done)
+			}
+			return
+		}
+	}()
+	var wg sync.WaitGroup
+	for range min(parallel, len(todo)) {
+		wg.Go(func() {
+			for i := range jobs {
+				r := work[i]
+				r.tried = true
+				r.changed, r.eps, r.err = j.repoint(ctx, lc, infos[i].ServiceId)
+				if r.err != nil {
+					stopOnce.Do(func() { close(stop) })
+				}
+				close(r.done)
+			}
+		})
+	}
+
+	// Report in list order, as each service completes.
 	out := updateOutputs{Services: []string{}}
 	var log strings.Builder
 	line := func(format string, args ...any) {
 		fmt.Fprintf(&log, format, args...)
 		log.WriteByte('\n')
 	}
-	finish := func(err error) (updateOutputs, error) {
-		line("Updated %d service(s)", out.Updated)
-		out.Log = log.String()
-		env.Logf("Updated %d service(s)", out.Updated)
-		return out, err
-	}
+	var errs []error
 	for i := range infos {
 		id := infos[i].ServiceId
-		if old, _ := j.scan(&infos[i]); len(old) == 0 {
+		r := work[i]
+		if r == nil {
 			line("Don't update service %s", id)
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return finish(fmt.Errorf("update service %s: %w", id, err))
-		}
-		line("Get service %s", id)
-		fresh, err := get(ctx, lc, id)
-		if err != nil {
-			return finish(err)
-		}
-		old, _ := j.scan(&fresh)
-		if len(old) == 0 { // changed since the list
-			line("Don't update service %s", id)
+		<-r.done
+		switch {
+		case !r.tried:
 			continue
+		case r.err != nil:
+			line("Get service %s", id)
+			errs = append(errs, r.err)
+		case !r.changed:
+			line("Get service %s", id)
+			line("Don't update service %s", id)
+		default:
+			line("Get service %s", id)
+			line("Update service %s", id)
+			env.Logf("Update service %s (%d endpoint(s))", id, r.eps)
+			out.Updated++
+			out.Services = append(out.Services, id)
+			out.Endpoints += r.eps
 		}
-		for _, e := range old {
-			fresh.ServiceEndpoints[e].SslTrust[0] = j.newB64
-		}
-		if err := set(ctx, lc, &fresh); err != nil {
-			return finish(err)
-		}
-		line("Update service %s", id)
-		env.Logf("Update service %s (%d endpoint(s))", id, len(old))
-		out.Updated++
-		out.Services = append(out.Services, id)
-		out.Endpoints += len(old)
 	}
-	return finish(nil)
+	wg.Wait()
+	if len(errs) == 0 && ctx.Err() != nil && out.Updated < len(todo) {
+		errs = append(errs, fmt.Errorf("update services: %w", ctx.Err()))
+	}
+	line("Updated %d service(s)", out.Updated)
+	out.Log = log.String()
+	env.Logf("Updated %d service(s)", out.Updated)
+	return out, errors.Join(errs...)
+}
+
+// repoint gets service id and, when endpoints of it still trust the old
+// certificate, replaces their first trust with the new one and sets the
+// service. It reports whether it set the service, and how many endpoints
+// it re-pointed.
+func (j *job) repoint(ctx context.Context, lc *lookup.Client, id string) (bool, int, error) {
+	fresh, err := get(ctx, lc, id)
+	if err != nil {
+		return false, 0, err
+	}
+	old, _ := j.scan(&fresh)
+	if len(old) == 0 { // changed since the list
+		return false, 0, nil
+	}
+	for _, e := range old {
+		fresh.ServiceEndpoints[e].SslTrust[0] = j.newB64
+	}
+	if err := set(ctx, lc, &fresh); err != nil {
+		return false, 0, err
+	}
+	return true, len(old), nil
 }
 
 // get reads one registration.

@@ -247,20 +247,28 @@ func TestUpdateResume(t *testing.T) {
 
 	d.Faults.FailNextWrite(model.ProtoHTTPS)
 	res, err := applyUpdate(ctx, env, p)
-	if err == nil || res.Updated != 0 {
+	if err == nil || res.Updated >= len(want) {
 		t.Fatalf("Apply with a failing Set = %+v, %v; want an error", res, err)
 	}
-	if !strings.HasSuffix(res.Log, "Updated 0 service(s)\n") {
+	if !strings.HasSuffix(res.Log, fmt.Sprintf("Updated %d service(s)\n", res.Updated)) {
 		t.Errorf("log of the failed Apply: %q", res.Log)
 	}
 	if v, err := checkUpdate(ctx, env, p); err != nil || v.State != engine.NotApplied {
 		t.Fatalf("Check = %v, %v", v.State, err)
 	}
+	// What the failed Apply did is done right (its other services, set
+	// at the same time, may have gone through).
+	done := slices.Clone(res.Services)
+	left := expectedUpdate(registrations(t, d), old, "")
+	for _, id := range done {
+		if _, ok := left[id]; ok {
+			t.Errorf("Apply reported %s updated, but it still trusts the old certificate", id)
+		}
+	}
 
-	// Repair two services as an earlier, interrupted Apply would have.
-	var done []string
-	for id := range want {
-		if len(done) == 2 {
+	// Repair two more services as an interrupted Apply would have.
+	for id := range left {
+		if len(done) == res.Updated+2 {
 			break
 		}
 		r := before[id]
@@ -479,5 +487,36 @@ func TestRestoreErrors(t *testing.T) {
 		if err := Restore(ctx, lc, path); err == nil {
 			t.Errorf("Restore(%s) succeeded", filepath.Base(path))
 		}
+	}
+}
+
+// TestRepoint covers the service that changed between Apply's list and its
+// get, and the service that is gone.
+func TestRepoint(t *testing.T) {
+	ctx := context.Background()
+	l, env, _ := testLab(t, "stale-ssltrust")
+	d := l.Model()
+	j, err := newJob(&updateParams{OldThumbprint: sha1Colon(backupDER(t, d, 0)), NewCert: pemOf(machineDER(t, d, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lc, err := client(ctx, env, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := l.Snapshot()
+	for id, r := range registrations(t, d) {
+		if strings.Contains(r.Endpoints[0].URL, d.Nodes[1].PNID) {
+			if changed, eps, err := j.repoint(ctx, lc, id); changed || eps != 0 || err != nil {
+				t.Errorf("repoint(%s) = %v, %d, %v; want nothing to do", id, changed, eps, err)
+			}
+			break
+		}
+	}
+	if _, _, err := j.repoint(ctx, lc, "no-such-service"); err == nil || !strings.Contains(err.Error(), "get service no-such-service") {
+		t.Errorf("repoint of a missing service: %v", err)
+	}
+	if !bytes.Equal(l.Snapshot(), snap) {
+		t.Error("repoint changed a service it had nothing to do for")
 	}
 }
