@@ -18,6 +18,7 @@ import (
 	"github.com/vmware/govmomi/lookup"
 	lmethods "github.com/vmware/govmomi/lookup/methods"
 	ltypes "github.com/vmware/govmomi/lookup/types"
+	"github.com/vmware/govmomi/vim25/soap"
 
 	"runbook/engine"
 	"runbook/steps/certinfo"
@@ -61,8 +62,9 @@ var updateStep = engine.Write[updateParams, updateOutputs]{
 			"trusts the old certificate and some trust the new one, and it is refused when neither " +
 			"is trusted anywhere (a wrong thumbprint). Before any change the backup saves each " +
 			"service to be set, whole, as JSON (`registrations.json`; `lookup.Restore` sets them " +
-			"back). Apply lists, then gets and sets one service at a time, skipping services that " +
-			"already trust the new certificate, so that it can be run again after an interruption. " +
+			"back). Apply lists, then gets each service to change right before it sets it (two " +
+			"services at a time), skipping services that no longer trust the old certificate, so " +
+			"that it can be run again after an interruption; `log` reads like the script's console. " +
 			"Check is applied once no endpoint trusts the old certificate.\n\n" +
 			"```yaml\n- id: update\n  uses: lookup.update_ssltrust\n  with:\n" +
 			"    old_thumbprint: \"${{ steps.old.sha1 }}\"\n    new_cert: \"${{ steps.served.pem }}\"\n```",
@@ -111,6 +113,7 @@ type job struct {
 	values map[string]*seenValue
 }
 
+// newJob checks the params and decodes the thumbprint and certificate.
 func newJob(p *updateParams) (*job, error) {
 	old, err := certinfo.ParseThumbprint(p.OldThumbprint)
 	if err != nil {
@@ -136,6 +139,7 @@ func newJob(p *updateParams) (*job, error) {
 	return j, nil
 }
 
+// colonHex writes b as upper-case hex pairs separated by colons.
 func colonHex(b []byte) string {
 	parts := make([]string, len(b))
 	for i, x := range b {
@@ -500,6 +504,9 @@ func applyUpdate(ctx context.Context, env *engine.Env, p *updateParams) (updateO
 // it re-pointed.
 func (j *job) repoint(ctx context.Context, lc *lookup.Client, id string) (bool, int, error) {
 	fresh, err := get(ctx, lc, id)
+	if errors.Is(err, errNoService) { // unregistered since the list
+		return false, 0, nil
+	}
 	if err != nil {
 		return false, 0, err
 	}
@@ -516,10 +523,19 @@ func (j *job) repoint(ctx context.Context, lc *lookup.Client, id string) (bool, 
 	return true, len(old), nil
 }
 
+// errNoService is returned for a registration the Lookup Service does not
+// have (any more).
+var errNoService = errors.New("no such service")
+
 // get reads one registration.
 func get(ctx context.Context, lc *lookup.Client, id string) (ltypes.LookupServiceRegistrationInfo, error) {
 	res, err := lmethods.Get(ctx, lc, &ltypes.Get{This: *lc.ServiceContent.ServiceRegistration, ServiceId: id})
 	if err != nil {
+		if soap.IsSoapFault(err) {
+			if _, ok := soap.ToSoapFault(err).VimFault().(ltypes.LookupFaultEntryNotFoundFault); ok {
+				err = errNoService
+			}
+		}
 		return ltypes.LookupServiceRegistrationInfo{}, fmt.Errorf("get service %s: %w", id, err)
 	}
 	return res.Returnval, nil

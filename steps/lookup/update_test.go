@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -513,8 +514,15 @@ func TestRepoint(t *testing.T) {
 			break
 		}
 	}
-	if _, _, err := j.repoint(ctx, lc, "no-such-service"); err == nil || !strings.Contains(err.Error(), "get service no-such-service") {
-		t.Errorf("repoint of a missing service: %v", err)
+	if changed, _, err := j.repoint(ctx, lc, "no-such-service"); changed || err != nil {
+		t.Errorf("repoint of a service unregistered since the list = %v, %v; want nothing to do", changed, err)
+	}
+	if _, err := get(ctx, lc, "no-such-service"); !errors.Is(err, errNoService) {
+		t.Errorf("get of a missing service: %v", err)
+	}
+	d.Faults.DropNext(model.ProtoHTTPS)
+	if _, _, err := j.repoint(ctx, lc, "no-such-service"); err == nil || errors.Is(err, errNoService) {
+		t.Errorf("repoint with the connection dropped = %v; want an error", err)
 	}
 	if !bytes.Equal(l.Snapshot(), snap) {
 		t.Error("repoint changed a service it had nothing to do for")
