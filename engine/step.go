@@ -144,6 +144,11 @@ type NodeFacts struct {
 	MachineID string `json:"machineID" expr:"machineID"`
 	IP        string `json:"ip" expr:"ip"`
 	Site      string `json:"site" expr:"site"`
+	// Reachable is false for a node that could not be reached when the
+	// facts were read (only PNID, IP and Error are set then).
+	Reachable bool `json:"reachable" expr:"reachable"`
+	// Error says why an unreachable node could not be reached.
+	Error string `json:"error,omitempty" expr:"error"`
 }
 
 // Plan is what a write step would change, computed from reads of the target.

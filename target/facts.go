@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strings"
@@ -70,17 +71,32 @@ func (t *Target) readFacts(ctx context.Context) (engine.Facts, error) {
 		wg.Go(func() { infos[i], errs[i] = n.readFacts(ctx) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	// The first node is the one runbooks act on: it must answer. Another
+	// node that cannot be reached (a partner down) is a fact, not a failure,
+	// so that check runbooks can report it; any other error (a pin that
+	// does not match, a different appliance) still fails.
+	var fatal []error
+	for i, err := range errs {
+		if err != nil && (i == 0 || !unreachable(err)) {
+			fatal = append(fatal, err)
+		}
+	}
+	if err := errors.Join(fatal...); err != nil {
 		return engine.Facts{}, fmt.Errorf("read facts: %w", err)
 	}
 	f := engine.Facts{Target: t.name}
 	for i, info := range infos {
+		if errs[i] != nil {
+			f.Nodes = append(f.Nodes, engine.NodeFacts{PNID: t.nodes[i].pnid, IP: t.nodes[i].address, Error: errs[i].Error()})
+			continue
+		}
 		f.Nodes = append(f.Nodes, engine.NodeFacts{
 			PNID:      info.pnid,
 			NodeType:  info.nodeType,
 			MachineID: info.machineID,
 			IP:        t.nodes[i].address,
 			Site:      info.site,
+			Reachable: true,
 		})
 	}
 	first := infos[0]
@@ -242,4 +258,16 @@ func (n *Node) runLine(ctx context.Context, name, cmd string) (string, error) {
 		return "", &commandError{node: n.pnid, cmd: name, problem: fmt.Sprintf("printed %d lines, want one", strings.Count(v, "\n")+1)}
 	}
 	return v, nil
+}
+
+// unreachable reports whether err means the node could not be reached over
+// the network (refused, timed out, reset), as opposed to a node that
+// answered wrongly.
+func unreachable(err error) bool {
+	var pin *PinError
+	if errors.As(err, &pin) {
+		return false
+	}
+	var op *net.OpError
+	return errors.As(err, &op)
 }

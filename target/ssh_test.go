@@ -363,7 +363,7 @@ func TestFacts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		node := engine.NodeFacts{PNID: a.pnid, NodeType: "embedded", MachineID: a.machineID, IP: "127.0.0.1", Site: "default-site"}
+		node := engine.NodeFacts{PNID: a.pnid, NodeType: "embedded", MachineID: a.machineID, IP: "127.0.0.1", Site: "default-site", Reachable: true}
 		want := engine.Facts{
 			Target: "lab:healthy", Domain: "vsphere.local", DomainDN: "dc=vsphere,dc=local", Site: "default-site",
 			PNID: a.pnid, NodeType: "embedded", MachineID: a.machineID, IP: "127.0.0.1", DCName: a.dcName,
@@ -415,9 +415,29 @@ func TestFacts(t *testing.T) {
 		if f.PNID != a1.pnid || f.NodeType != "embedded" || len(f.Nodes) != 2 {
 			t.Fatalf("facts = %+v", f)
 		}
-		want2 := engine.NodeFacts{PNID: a2.pnid, NodeType: "management", MachineID: a2.machineID, IP: "127.0.0.1", Site: "site-b"}
+		want2 := engine.NodeFacts{PNID: a2.pnid, NodeType: "management", MachineID: a2.machineID, IP: "127.0.0.1", Site: "site-b", Reachable: true}
 		if f.Nodes[1] != want2 {
 			t.Errorf("second node = %+v, want %+v", f.Nodes[1], want2)
+		}
+
+		// A second node that stops answering is a fact, not a failure;
+		// the first node must answer.
+		if err := l2.srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+		tg.Refresh()
+		tg2, _ := open(t, p, target.Options{})
+		f, err = tg2.Facts(ctx)
+		if err != nil {
+			t.Fatalf("facts with the second node down: %v", err)
+		}
+		if n := f.Nodes[1]; n.Reachable || n.PNID != a2.pnid || n.Error == "" || f.PNID != a1.pnid {
+			t.Errorf("facts with the second node down = %+v", f)
+		}
+		p.Nodes[0], p.Nodes[1] = p.Nodes[1], p.Nodes[0]
+		tg3, _ := open(t, p, target.Options{})
+		if _, err := tg3.Facts(ctx); err == nil {
+			t.Error("facts with the first node down: no error")
 		}
 		if n, err := tg.Node("VC2.lab.test"); err != nil || n.PNID() != a2.pnid {
 			t.Errorf("Node(VC2…) = %v, %v", n, err)
