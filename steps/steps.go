@@ -3,6 +3,7 @@ package steps
 
 import (
 	"runbook/engine"
+	"runbook/steps/certmgr"
 	"runbook/steps/ldap"
 	"runbook/steps/local"
 	"runbook/steps/lookup"
@@ -29,6 +30,7 @@ func Registry() *engine.Registry {
 		vecs.Register,
 		services.Register,
 		replication.Register,
+		certmgr.Register,
 	} {
 		register(r)
 	}

@@ -40,7 +40,7 @@ type runParams struct {
 	Node         string   `yaml:"node" doc:"The PNID of the node to run certificate-manager on; the target's first node when empty. Option 8 regenerates the VMCA root only on a node that runs VMCA (embedded or PSC)."`
 	Option       string   `yaml:"option" required:"true" enum:"3,6,8" doc:"The menu option, quoted: \"3\" replaces the Machine SSL certificate with a VMCA certificate; \"6\" replaces the solution-user certificates with VMCA certificates; \"8\" regenerates the VMCA root and replaces all certificates (KB 2112283). Only Machine SSL expired → 3; solution users expired → 6; a trusted root expired → 8."`
 	SSOUser      string   `yaml:"sso_user" doc:"The SSO administrator typed at the username prompt; administrator@<SSO domain> when empty."`
-	SSOPassword  string   `yaml:"sso_password" required:"true" doc:"The SSO administrator's password, typed at the password prompt and nowhere else; pass a secret runbook param: ${{ params.sso_password }}."`
+	SSOPassword  string   `yaml:"sso_password" doc:"The SSO administrator's password, typed at the password prompt and nowhere else. Empty (the usual case) means the target profile's SSO password; when given, pass a secret runbook param: ${{ params.sso_password }}."`
 	Country      string   `yaml:"country" default:"US" doc:"certool.cfg Country: two letters."`
 	Name         string   `yaml:"name" doc:"certool.cfg Name, the Machine SSL certificate's common name; the node's PNID when empty (KB 2097936)."`
 	Organization string   `yaml:"organization" default:"VMware" doc:"certool.cfg Organization."`
@@ -110,7 +110,7 @@ var runStep = engine.Write[runParams, runOutputs]{
 			"differs from the backup and is valid, not applied when all are as before, and unknown " +
 			"otherwise.\n\n" +
 			"```yaml\n- id: machine_ssl\n  uses: certmgr.run\n  with:\n    option: \"3\"\n" +
-			"    sso_password: \"${{ params.sso_password }}\"\n    hostnames: [\"${{ facts.pnid }}\"]\n```",
+			"    hostnames: [\"${{ facts.pnid }}\"]\n```",
 	},
 	Plan:   planRun,
 	Backup: backupRun,
@@ -193,9 +193,13 @@ func prepare(env *engine.Env, p *runParams, needPassword bool) (*job, error) {
 	}
 	if needPassword {
 		if p.SSOPassword == "" {
-			return nil, errors.New("sso_password is empty")
+			_, pw, err := conn.SSO(env)
+			if err != nil {
+				return nil, err
+			}
+			a.password = pw
 		}
-		if strings.IndexFunc(p.SSOPassword, isControl) >= 0 {
+		if strings.IndexFunc(a.password, isControl) >= 0 {
 			return nil, errors.New("sso_password holds a control character (line break, Ctrl-D, …), which cannot be typed at the password prompt")
 		}
 	}
