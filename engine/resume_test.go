@@ -159,6 +159,7 @@ func TestResumeAfterKill(t *testing.T) {
 		{name: "not applied before the kill", hang: "before", wantB: "B", wantApply: 1},
 		{name: "torn last line", hang: "after", torn: true, wantB: "B"},
 		{name: "check cannot tell", hang: "after", check: "unknown", wantErr: true, wantB: "B"},
+		{name: "check sees the interrupted backup", hang: "after", check: "backupdir", wantB: "B"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

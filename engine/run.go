@@ -778,8 +778,13 @@ func hasBackup(t StepType) bool {
 }
 
 // resumeWrite judges a write step that was interrupted after its intent.
+// Check sees the backup folder the interrupted attempt wrote, if any, so
+// that it can compare the target with the state before.
 func (sr *stepRun) resumeWrite(ctx context.Context) error {
 	x := sr.x
+	if dir := x.lastBackupDir(sr.st.ID); dir != "" {
+		sr.env = x.env(sr.st, dir)
+	}
 	state, detail, out, err := sr.check(ctx)
 	if err != nil {
 		state, detail = Unknown, err.Error()
@@ -1028,6 +1033,18 @@ func (x *run) setOutputs(id string, out any) {
 		x.scope.Steps = m
 	}
 	x.scope.Steps[id] = out
+}
+
+// lastBackupDir returns the step's newest existing backup folder, or "".
+func (x *run) lastBackupDir(id string) string {
+	base := filepath.Join(x.dir, "backups", id)
+	last := ""
+	for n, dir := 2, base; ; n, dir = n+1, base+"."+strconv.Itoa(n) {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return last
+		}
+		last = dir
+	}
 }
 
 // backupDir creates the step's backup folder under the run folder. A step

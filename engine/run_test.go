@@ -81,8 +81,9 @@ type rtFileOutputs struct {
 type rtWriteParams struct {
 	Path    string `yaml:"path" required:"true"`
 	Content string `yaml:"content"`
-	// Check forces Check's answer: "" (look at the file), "unknown", "never".
-	Check string `yaml:"check" enum:",unknown,never"`
+	// Check forces Check's answer: "" (look at the file), "unknown", "never";
+	// "backupdir" looks at the file only when Check is shown the backup folder.
+	Check string `yaml:"check" enum:",unknown,never,backupdir"`
 }
 
 type rtWriteOutputs struct {
@@ -176,9 +177,13 @@ func rtRegistry(w *rtWorld) *Registry {
 			}
 			return rtWriteOutputs{Bytes: len(p.Content)}, nil
 		},
-		Check: func(_ context.Context, _ *Env, p *rtWriteParams) (Verdict[rtWriteOutputs], error) {
+		Check: func(_ context.Context, env *Env, p *rtWriteParams) (Verdict[rtWriteOutputs], error) {
 			w.bump("check:" + p.Path)
 			switch p.Check {
+			case "backupdir":
+				if fi, err := os.Stat(env.BackupDir); env.BackupDir == "" || err != nil || !fi.IsDir() {
+					return Verdict[rtWriteOutputs]{State: Unknown, Detail: "check was not shown the backup folder"}, nil
+				}
 			case "unknown":
 				return Verdict[rtWriteOutputs]{State: Unknown, Detail: "the file server does not answer"}, nil
 			case "never":
