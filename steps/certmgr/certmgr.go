@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"runbook/steps/runfile"
+
 	"runbook/engine"
 	"runbook/steps/conn"
 	"runbook/target"
@@ -362,7 +364,7 @@ func backupRun(ctx context.Context, env *engine.Env, p *runParams) ([]string, er
 	var files []string
 	save := func(rel string, data []byte, perm os.FileMode) error {
 		p := filepath.Join(env.BackupDir, rel)
-		if err := writeFile(p, data, perm); err != nil {
+		if err := runfile.Write(p, data, perm); err != nil {
 			return err
 		}
 		files = append(files, p)

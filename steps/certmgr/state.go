@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"runbook/steps/runfile"
+
 	"runbook/engine"
 	"runbook/steps/certinfo"
 )
@@ -98,7 +100,7 @@ func saveBefore(env *engine.Env, st *beforeState) ([]string, error) {
 	var files []string
 	if env.BackupDir != "" {
 		p := filepath.Join(env.BackupDir, manifestFile)
-		if err := writeFile(p, data, 0o600); err != nil {
+		if err := runfile.Write(p, data, 0o600); err != nil {
 			return nil, err
 		}
 		files = append(files, p)
@@ -110,7 +112,7 @@ func saveBefore(env *engine.Env, st *beforeState) ([]string, error) {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return nil, fmt.Errorf("save before-state: %w", err)
 			}
-			if err := writeFile(p, data, 0o600); err != nil {
+			if err := runfile.Write(p, data, 0o600); err != nil {
 				return nil, err
 			}
 		}
@@ -147,36 +149,6 @@ func loadBefore(env *engine.Env, node, option string) (*beforeState, bool, error
 		return &st, true, nil
 	}
 	return nil, false, nil
-}
-
-// writeFile writes data to path through a temporary file in the same
-// folder, so that path is either as it was or whole.
-func writeFile(path string, data []byte, perm os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // nothing left to remove after the rename
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(perm)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // safeName turns s into a file name: letters, digits, '.', '-' and '_'

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 
+	"runbook/steps/shellquote"
+
 	"runbook/steps/certinfo"
 	"runbook/target"
 )
@@ -47,7 +49,7 @@ type vecs struct {
 // run runs vecs-cli with args. An error quotes what vecs-cli printed,
 // but never the standard output of a secret read (getkey).
 func (v vecs) run(ctx context.Context, args ...string) (string, error) {
-	cmd := PathVecsCLI + " " + shellJoin(args)
+	cmd := PathVecsCLI + " " + shellquote.Join(args)
 	stdout, stderr, code, err := v.n.Run(ctx, cmd, nil)
 	if err != nil {
 		return "", fmt.Errorf("vecs-cli %s: %w", strings.Join(args[:2], " "), err)
@@ -57,7 +59,7 @@ func (v vecs) run(ctx context.Context, args ...string) (string, error) {
 		if !slices.Contains(args, "getkey") {
 			said += stdout
 		}
-		return "", fmt.Errorf("vecs-cli %s on %s exited %d: %s", shellJoin(args), v.n.PNID(), code, oneLine(said))
+		return "", fmt.Errorf("vecs-cli %s on %s exited %d: %s", shellquote.Join(args), v.n.PNID(), code, oneLine(said))
 	}
 	return stdout, nil
 }
@@ -237,27 +239,4 @@ func oneLine(s string) string {
 		out = out[:300] + "…"
 	}
 	return out
-}
-
-// shellJoin renders args as POSIX shell words, each quoted when it needs
-// to be.
-func shellJoin(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		q[i] = shellQuote(a)
-	}
-	return strings.Join(q, " ")
-}
-
-// shellQuote quotes s for a POSIX shell when it needs quoting.
-func shellQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-./:=@%+,", r)) {
-			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-		}
-	}
-	return s
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"runbook/steps/runfile"
+
 	goldap "github.com/go-ldap/ldap/v3"
 
 	"runbook/engine"
@@ -292,7 +294,7 @@ func writeBackup(env *engine.Env, header string, recs []record) ([]string, error
 		return nil, err
 	}
 	path := filepath.Join(env.BackupDir, backupFile)
-	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+	if err := runfile.Write(path, buf.Bytes(), 0o600); err != nil {
 		return nil, fmt.Errorf("back up: %w", err)
 	}
 	return []string{path}, nil

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"runbook/steps/runfile"
+
 	goldap "github.com/go-ldap/ldap/v3"
 
 	"runbook/engine"
@@ -165,7 +167,7 @@ func runExport(ctx context.Context, env *engine.Env, p *exportParams) (exportOut
 	if err := writeLDIF(&buf, header, recs); err != nil {
 		return exportOutputs{}, err
 	}
-	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+	if err := runfile.Write(path, buf.Bytes(), 0o600); err != nil {
 		return exportOutputs{}, err
 	}
 	env.Logf("exported %d entries to %s", len(es), path)

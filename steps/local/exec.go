@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"runbook/steps/shellquote"
+
 	"runbook/engine"
 )
 
@@ -80,10 +82,10 @@ func planExec(ctx context.Context, env *engine.Env, p *execParams) (engine.Plan,
 	if err := validateExec(env, p); err != nil {
 		return engine.Plan{}, err
 	}
-	cmd := shellJoin(p.Argv)
+	cmd := shellquote.Join(p.Argv)
 	obj := cmd
 	if p.Dir != "" {
-		obj += " (in " + shellQuote(p.Dir) + ")"
+		obj += " (in " + shellquote.Quote(p.Dir) + ")"
 	}
 	pl := engine.Plan{
 		Summary: "run " + cmd,
@@ -135,7 +137,7 @@ func checkExec(ctx context.Context, env *engine.Env, p *execParams) (engine.Verd
 	if err != nil {
 		return engine.Verdict[execOutputs]{}, fmt.Errorf("check: %w", err)
 	}
-	detail := redact(env, fmt.Sprintf("check %s exited %d", shellJoin(p.Check), out.ExitCode))
+	detail := redact(env, fmt.Sprintf("check %s exited %d", shellquote.Join(p.Check), out.ExitCode))
 	if out.ExitCode != 0 {
 		return engine.Verdict[execOutputs]{State: engine.NotApplied, Detail: detail}, nil
 	}
@@ -184,7 +186,7 @@ func validateExec(env *engine.Env, p *execParams) error {
 // exit is reported in the outputs; err is for a program that could not
 // start, was killed, or was stopped by ctx.
 func runCommand(ctx context.Context, env *engine.Env, p *execParams, argv []string, stdin string) (execOutputs, error) {
-	name := redact(env, shellJoin(argv))
+	name := redact(env, shellquote.Join(argv))
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = p.Dir
 	cmd.Env = os.Environ()
@@ -222,7 +224,7 @@ func runCommand(ctx context.Context, env *engine.Env, p *execParams, argv []stri
 
 // exitError describes a command that exited non-zero.
 func exitError(env *engine.Env, argv []string, out execOutputs) error {
-	return fmt.Errorf("%s exited with code %d%s", redact(env, shellJoin(argv)), out.ExitCode, stderrTail(out.Stderr))
+	return fmt.Errorf("%s exited with code %d%s", redact(env, shellquote.Join(argv)), out.ExitCode, stderrTail(out.Stderr))
 }
 
 // stderrTail returns ": " and the last few non-empty lines of stderr joined
@@ -288,32 +290,4 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// shellJoin renders argv as a POSIX shell command line, for people to read
-// and paste.
-func shellJoin(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		q[i] = shellQuote(a)
-	}
-	return strings.Join(q, " ")
-}
-
-// shellQuote quotes s for a POSIX shell when it needs quoting.
-func shellQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	safe := true
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-./:=@%+,", r)) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

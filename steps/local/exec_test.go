@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"runbook/steps/shellquote"
+
 	"runbook/engine"
 )
 
@@ -387,8 +389,8 @@ func TestShellQuote(t *testing.T) {
 		{"é", "'é'"},
 	}
 	for _, tc := range tests {
-		if got := shellQuote(tc.in); got != tc.want {
-			t.Errorf("shellQuote(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := shellquote.Quote(tc.in); got != tc.want {
+			t.Errorf("shellquote.Quote(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

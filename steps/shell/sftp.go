@@ -17,6 +17,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"runbook/steps/runfile"
+
 	"github.com/pkg/sftp"
 
 	"runbook/engine"
@@ -310,7 +312,7 @@ func backupPut(ctx context.Context, env *engine.Env, p *putParams) ([]string, er
 		return nil, fmt.Errorf("encode backup record: %w", err)
 	}
 	meta := filepath.Join(env.BackupDir, PutBackupFile)
-	if err := writeLocal(meta, append(data, '\n'), 0o600); err != nil {
+	if err := runfile.Write(meta, append(data, '\n'), 0o600); err != nil {
 		return nil, err
 	}
 	return append(files, meta), nil
@@ -441,35 +443,6 @@ func download(c *sftp.Client, p, dst string) (int64, string, error) {
 	}
 	ok = true
 	return n, hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// writeLocal writes data to a local file atomically with the given mode.
-func writeLocal(name string, data []byte, mode fs.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
-		return fmt.Errorf("create folder: %w", err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
-	if err != nil {
-		return fmt.Errorf("create file: %w", err)
-	}
-	tmp := f.Name()
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, mode)
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
 }
 
 func runGet(ctx context.Context, env *engine.Env, p *getParams) (getOutputs, error) {

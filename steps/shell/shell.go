@@ -17,6 +17,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"runbook/steps/shellquote"
+
 	"runbook/engine"
 	"runbook/target"
 )
@@ -157,17 +159,7 @@ func IsSecret(env *engine.Env, s string) bool {
 }
 
 // Quote quotes s for the appliance's POSIX shell when it needs quoting.
-func Quote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-./:=@%+,", r)) {
-			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-		}
-	}
-	return s
-}
+func Quote(s string) string { return shellquote.Quote(s) }
 
 // limit cuts s to OutputLimit and tells the operator when it did.
 func limit(env *engine.Env, s, node, name, stream string) string {

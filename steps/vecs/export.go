@@ -7,11 +7,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"runbook/steps/runfile"
 
 	"runbook/engine"
 	"runbook/steps/certinfo"
@@ -128,11 +129,11 @@ func runExport(ctx context.Context, env *engine.Env, p *exportParams) (exportOut
 		out.KeyFile = base + ".key"
 	}
 
-	if err := writeFile(out.CertFile, []byte(certPEM+"\n"), 0o644); err != nil {
+	if err := runfile.Write(out.CertFile, []byte(certPEM+"\n"), 0o644); err != nil {
 		return exportOutputs{}, err
 	}
 	if keyPEM != nil {
-		if err := writeFile(out.KeyFile, keyPEM, 0o600); err != nil {
+		if err := runfile.Write(out.KeyFile, keyPEM, 0o600); err != nil {
 			return exportOutputs{}, err
 		}
 	}
@@ -184,33 +185,4 @@ func fileName(s string) string {
 		}
 		return '_'
 	}, s)
-}
-
-// writeFile writes data to name atomically with mode, creating its folder.
-func writeFile(name string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
-		return fmt.Errorf("create folder: %w", err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
-	if err != nil {
-		return fmt.Errorf("create file: %w", err)
-	}
-	tmp := f.Name()
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, mode)
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"runbook/steps/runfile"
+
 	"runbook/steps/certinfo"
 )
 
@@ -173,7 +175,7 @@ func (f files) save(m *material) error {
 	}
 	writes = append(writes, write{f.der(), m.leaf.Raw, 0o644}, write{f.cer(), m.cerPEM, 0o644})
 	for _, w := range writes {
-		if err := writeFile(w.path, w.data, w.perm); err != nil {
+		if err := runfile.Write(w.path, w.data, w.perm); err != nil {
 			return err
 		}
 	}
@@ -220,35 +222,6 @@ func (f files) load() (*material, error) {
 		}
 	}
 	return m, nil
-}
-
-// writeFile writes data to path through a temporary file in the same
-// folder, so that path is either absent, as it was, or whole.
-func writeFile(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // outputs describes saved material as the step's outputs.

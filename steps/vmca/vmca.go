@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"runbook/steps/shellquote"
+
 	"github.com/pkg/sftp"
 
 	"runbook/engine"
@@ -355,7 +357,7 @@ func checkIssue(ctx context.Context, env *engine.Env, p *issueParams) (engine.Ve
 // certool runs certool with args on n and checks that it reported
 // success.
 func certool(ctx context.Context, n *target.Node, args []string) error {
-	cmd := PathCertool + " " + shellJoin(args)
+	cmd := PathCertool + " " + shellquote.Join(args)
 	stdout, stderr, code, err := n.Run(ctx, cmd, nil)
 	if err != nil {
 		return fmt.Errorf("certool %s: %w", args[0], err)
@@ -429,27 +431,4 @@ func tail(s string) string {
 		lines[i] = strings.TrimSpace(l)
 	}
 	return strings.Join(lines, " | ")
-}
-
-// shellJoin renders args as POSIX shell words, each quoted when it needs
-// to be.
-func shellJoin(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		q[i] = shellQuote(a)
-	}
-	return strings.Join(q, " ")
-}
-
-// shellQuote quotes s for a POSIX shell when it needs quoting.
-func shellQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-./:=@%+,", r)) {
-			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-		}
-	}
-	return s
 }
