@@ -55,6 +55,9 @@ func effectOf(rb *engine.Runbook) string {
 	if writes == 0 {
 		return "check (changes nothing)"
 	}
+	if writes == 1 {
+		return "repair (1 write step)"
+	}
 	return fmt.Sprintf("repair (%d write steps)", writes)
 }
 

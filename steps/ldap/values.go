@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"runbook/steps/certinfo"
 )
 
 // binaryAttrs are vmdir's octet-string attributes that hold DER or other
@@ -153,8 +155,12 @@ func describeValue(name string, v []byte) string {
 	sum := sha256.Sum256(v)
 	digest := strings.ToUpper(hex.EncodeToString(sum[:8])) + "…"
 	if c, err := x509.ParseCertificate(v); err == nil {
+		subject, err := certinfo.Name(c.RawSubject)
+		if err != nil {
+			subject = c.Subject.String()
+		}
 		return fmt.Sprintf("<certificate %q, expires %s, %d bytes, sha256 %s>",
-			c.Subject.String(), c.NotAfter.UTC().Format("2006-01-02"), len(v), digest)
+			subject, c.NotAfter.UTC().Format("2006-01-02"), len(v), digest)
 	}
 	return fmt.Sprintf("<%d bytes, sha256 %s>", len(v), digest)
 }
