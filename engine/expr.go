@@ -258,6 +258,12 @@ func (l *loader) compile(src string, at exprSite, vis visibility) *program {
 	}
 	prog, err := compiler.Compile(tree, c)
 	if err != nil {
+		if msg, _, crashed := strings.Cut(err.Error(), "\ngoroutine "); crashed {
+			// expr-lang recovered from a panic of its own and put the
+			// stack in the message; an author needs one line.
+			err = fmt.Errorf("the expression compiler failed on this expression (%s); "+
+				"write it another way, e.g. first(filter(xs, pred)) instead of filter(xs, pred)[0]", strings.TrimSpace(msg))
+		}
 		l.exprError(src, at, err, tree)
 		return nil
 	}
