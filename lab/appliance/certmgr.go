@@ -60,10 +60,13 @@ func (o *opRun) status(pct int, msg string) {
 }
 
 // log appends a line to certificate-manager.log.
-func (o *opRun) log(level, msg string) {
-	line := fmt.Sprintf("%s %s certificate-manager %s\n", o.d.Now().UTC().Format("2006-01-02T15:04:05.000Z"), level, msg)
+func (o *opRun) log(level, msg string) { cmLog(o.d, o.n, level, msg) }
+
+// cmLog appends a line to node n's certificate-manager.log.
+func cmLog(d *model.Domain, n *model.Node, level, msg string) {
+	line := fmt.Sprintf("%s %s certificate-manager %s\n", d.Now().UTC().Format("2006-01-02T15:04:05.000Z"), level, msg)
 	// A log that cannot be written does not change the outcome.
-	_ = o.n.AppendFile(PathCertificateManagerLog, []byte(line))
+	_ = n.AppendFile(PathCertificateManagerLog, []byte(line))
 }
 
 func (o *opRun) before(op string) error { return o.d.Faults.Before(model.ProtoSSH, op) }
@@ -89,9 +92,13 @@ func (o *opRun) checkCancel() error {
 // services. When any step fails, including the service start, it rolls
 // everything back and returns an error wrapping ErrRolledBack. Progress
 // goes to out as certificate-manager prints it.
+//
+// A VMCA root that has expired fails it before anything changes, with an
+// error wrapping ErrRootExpired that points to option 8: a certificate
+// chained to an expired root would be of no use.
 func ReplaceMachineSSL(ctx context.Context, d *model.Domain, n *model.Node, cfg CertoolConfig, out io.Writer) error {
-	if err := checkVMCA(vmcaNode(d, n)); err != nil {
-		return fmt.Errorf("replace machine ssl certificate: %w", err)
+	if err := vmcaReady(d, vmcaNode(d, n)); err != nil {
+		return refuse(d, n, "replace machine ssl certificate", err)
 	}
 	o, err := newOp(ctx, d, n, out)
 	if err != nil {
@@ -113,10 +120,12 @@ func ReplaceMachineSSL(ctx context.Context, d *model.Domain, n *model.Node, cfg 
 // <store>-<machineID>) it backs up the certificate into BACKUP_STORE
 // (bkp_<store>), issues a new VMCA certificate, replaces the store's entry
 // and the service principal's certificate in vmdir, then restarts the
-// node's services; any failure rolls everything back (ErrRolledBack).
+// node's services; any failure rolls everything back (ErrRolledBack). An
+// expired VMCA root fails it before anything changes (ErrRootExpired), as
+// for ReplaceMachineSSL.
 func ReplaceSolutionUsers(ctx context.Context, d *model.Domain, n *model.Node, out io.Writer) error {
-	if err := checkVMCA(vmcaNode(d, n)); err != nil {
-		return fmt.Errorf("replace solution user certificates: %w", err)
+	if err := vmcaReady(d, vmcaNode(d, n)); err != nil {
+		return refuse(d, n, "replace solution user certificates", err)
 	}
 	o, err := newOp(ctx, d, n, out)
 	if err != nil {
@@ -139,19 +148,42 @@ func ReplaceSolutionUsers(ctx context.Context, d *model.Domain, n *model.Node, o
 // still trusted), publishes it to vmdir and every node's TRUSTED_ROOTS,
 // then replaces the Machine SSL certificate (as ReplaceMachineSSL, with
 // the Lookup Service update) and every solution-user certificate, and
-// restarts the services. On a management node it skips the root. Any
-// failure rolls everything back (ErrRolledBack).
+// restarts the services. Any failure rolls everything back
+// (ErrRolledBack).
+//
+// The root is made the way certificate-manager makes it, as `certool
+// --selfca` and `--rootca` do, which needs the node and its directory but
+// not a running vmcad: option 8 is how a VMCA root that has expired (and
+// with it vmcad, which does not start on an expired root) is repaired.
+// With the new root in place it starts vmcad if it is stopped, then has
+// it sign the other certificates. It does not touch the STS signing
+// credential, which certificate-manager does not replace (that is
+// fixsts.sh's work, reference §2 and §3), so where that credential's chain
+// ends in the expired root the service restart fails and the operation
+// rolls back.
+//
+// On a management node it skips the root and needs its domain
+// controller's VMCA to sign, with a root that has not expired
+// (ErrRootExpired: reset the root on the domain controller first).
 func ResetAllCertificates(ctx context.Context, d *model.Domain, n *model.Node, cfg CertoolConfig, vmcaName string, out io.Writer) error {
-	if err := checkVMCA(vmcaNode(d, n)); err != nil {
-		return fmt.Errorf("reset all certificates: %w", err)
+	const what = "reset all certificates"
+	if n.HasDirectory() {
+		if err := checkRootOp(n); err != nil {
+			return refuse(d, n, what, err)
+		}
+	} else if err := vmcaReady(d, vmcaNode(d, n)); err != nil {
+		return refuse(d, n, what, err)
 	}
 	o, err := newOp(ctx, d, n, out)
 	if err != nil {
-		return fmt.Errorf("reset all certificates: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	err = nil
 	if n.HasDirectory() {
 		err = o.replaceRoot(cfg, vmcaName)
+		if err == nil {
+			err = o.startVMCA()
+		}
 	}
 	if err == nil {
 		err = o.replaceMachineSSL(cfg, 45)
@@ -163,10 +195,18 @@ func ResetAllCertificates(ctx context.Context, d *model.Domain, n *model.Node, c
 		err = o.restartServices()
 	}
 	if err != nil {
-		return o.fail("reset all certificates", err)
+		return o.fail(what, err)
 	}
 	o.status(100, "All tasks completed successfully")
 	return nil
+}
+
+// refuse logs why an operation cannot start and returns the error to
+// report; nothing has changed, so there is nothing to roll back.
+func refuse(d *model.Domain, n *model.Node, what string, cause error) error {
+	err := fmt.Errorf("%s: %w", what, cause)
+	cmLog(d, n, "ERROR", err.Error())
+	return err
 }
 
 // fail logs cause, rolls the operation back and returns the error to
@@ -308,7 +348,7 @@ func (o *opRun) replaceMachineSSL(cfg CertoolConfig, pct int) error {
 	if err != nil {
 		return err
 	}
-	c, err := vmcaIssue(o.d, req, nil)
+	c, err := o.issue(req)
 	if err != nil {
 		return err
 	}
@@ -320,6 +360,16 @@ func (o *opRun) replaceMachineSSL(cfg CertoolConfig, pct int) error {
 		return err
 	}
 	return nil
+}
+
+// issue has the VMCA that serves the node sign req, as certool --gencert
+// and --genCIScert ask it to: VMCA must run, with a root that has not
+// expired.
+func (o *opRun) issue(req pki.Request) (*pki.Cert, error) {
+	if err := vmcaReady(o.d, vmcaNode(o.d, o.n)); err != nil {
+		return nil, fmt.Errorf("sign %q: %w", req.CommonName, err)
+	}
+	return vmcaIssue(o.d, req, nil)
 }
 
 // solutionUserStores are the solution users of node n: VECS stores whose
@@ -355,7 +405,7 @@ func (o *opRun) replaceSolutionUsers(from, to int) error {
 			return fmt.Errorf("read service principal %s: %w", dn, err)
 		}
 		req := model.SolutionUserRequest(o.n, s, o.d.Name)
-		c, err := vmcaIssue(o.d, req, nil)
+		c, err := o.issue(req)
 		if err != nil {
 			return err
 		}
@@ -465,6 +515,24 @@ func (o *opRun) replaceRoot(cfg CertoolConfig, vmcaName string) error {
 	}
 	o.status(10, "Replaced Root Cert...")
 	o.status(20, "Publishing Root cert...")
+	return nil
+}
+
+// startVMCA starts vmcad on the node if it is stopped, as
+// certificate-manager makes sure VMCA runs before it asks it for
+// certificates; with the new root in place it starts even where the old
+// root had expired. The rollback stops it again if it was stopped before.
+func (o *opRun) startVMCA() error {
+	if err := o.checkCancel(); err != nil {
+		return err
+	}
+	if running(o.n, "vmcad") {
+		return nil
+	}
+	if err := o.n.Services.Start("vmcad"); err != nil {
+		return fmt.Errorf("start vmca service: %w", err)
+	}
+	o.log("INFO", "Started vmcad with the new root certificate")
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"io"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	"runbook/lab/model"
 	"runbook/lab/pki"
+	"runbook/lab/vmdir"
 )
 
 // machineCfg is the certool.cfg an operator gives option 3 for node n.
@@ -435,4 +437,233 @@ func TestUpdateLookupServiceRules(t *testing.T) {
 	if err != nil || again != 0 {
 		t.Errorf("second run updated %d services (err %v)", again, err)
 	}
+}
+
+// customSTS replaces the active STS signing credential (and its trusted
+// chain) with one issued by an enterprise CA of its own, valid at labNow,
+// as "Import and Replace Certificate" of the STS signing card does. The
+// STS then no longer depends on the VMCA root, which is what lets option 8
+// on root-expired restart every service: certificate-manager never touches
+// the STS credential.
+func customSTS(t *testing.T, d *model.Domain) {
+	t.Helper()
+	key, err := d.Keys.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.NewRootCA(pki.Request{CommonName: "Enterprise Issuing CA", Organization: "Example Corp",
+		NotBefore: labNow.AddDate(-1, 0, 0), NotAfter: labNow.AddDate(9, 0, 0), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key, err = d.Keys.Next(); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue(pki.Request{CommonName: "ssoserverSign", Usage: pki.UsageSigning,
+		NotBefore: labNow.AddDate(0, -1, 0), NotAfter: labNow.AddDate(2, 0, 0), Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := d.ActiveSTS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := vmdir.Attr{Name: "userCertificate", Values: [][]byte{leaf.DER, ca.DER}}
+	if err := d.Dir.Modify(cred.DN, []vmdir.Change{
+		{Op: vmdir.ModReplace, Attr: certs},
+		{Op: vmdir.ModReplace, Attr: vmdir.Attr{Name: "vmwSTSPrivateKey", Values: [][]byte{leaf.KeyPKCS8}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Dir.Modify(d.TrustedChainDN(cred.N), []vmdir.Change{{Op: vmdir.ModReplace, Attr: certs}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkRootReset asserts what option 8 leaves behind where the VMCA root
+// had expired: a new root, valid now, as root.cer (the expired one kept as
+// root.cer.0), in every node's TRUSTED_ROOTS and under
+// cn=Certificate-Authorities; node n's Machine SSL and solution-user
+// certificates verify against it alone; vmcad and every automatic service
+// of n run.
+func checkRootReset(t *testing.T, d *model.Domain, n *model.Node, expired *pki.CA, cn string) {
+	t.Helper()
+	ca := root(d)
+	if bytes.Equal(ca.DER, expired.DER) {
+		t.Fatal("root not replaced")
+	}
+	if !pki.ValidAt(ca.X509, labNow) || !ca.X509.IsCA || ca.X509.Subject.CommonName != cn {
+		t.Errorf("new root %s (valid %v–%v, CA %v), want CN=%s valid now", pki.SubjectDN(ca.X509), ca.X509.NotBefore, ca.X509.NotAfter, ca.X509.IsCA, cn)
+	}
+	cur, err := n.ReadFile(model.PathRootCert)
+	if err != nil || !bytes.Equal(cur, ca.PEM()) {
+		t.Errorf("root.cer is not the new root (%v)", err)
+	}
+	prev, err := n.ReadFile(model.PathRootCert + ".0")
+	if err != nil || !bytes.Equal(prev, expired.PEM()) {
+		t.Errorf("root.cer.0 is not the expired root (%v)", err)
+	}
+	if _, err := d.Dir.Get(d.CADN(ca.X509)); err != nil {
+		t.Errorf("new root not under cn=Certificate-Authorities: %v", err)
+	}
+	for _, x := range d.Nodes {
+		if _, err := x.VECS.Get(model.StoreTrustedRoots, pki.SHA1Hex(ca.DER)); err != nil {
+			t.Errorf("%s: TRUSTED_ROOTS lacks the new root: %v", x.PNID, err)
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.X509)
+	entries := []struct{ store, alias string }{{model.StoreMachineSSL, model.AliasMachineCert}}
+	for _, s := range solutionUserStores(d, n) {
+		entries = append(entries, struct{ store, alias string }{s, s})
+	}
+	if len(entries) < 1+len(model.SolutionUsers) {
+		t.Fatalf("only %d certificates to check: %v", len(entries), entries)
+	}
+	for _, e := range entries {
+		c, err := n.StoreCert(e.store, e.alias)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: labNow, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Errorf("%s/%s does not chain to the new root: %v", e.store, e.alias, err)
+		}
+	}
+	if !running(n, "vmcad") {
+		t.Error("vmcad is not running")
+	}
+	for _, name := range n.Services.Names() {
+		if auto, _ := n.Services.Automatic(name); auto && !running(n, name) {
+			t.Errorf("service %s is not running after the operation", name)
+		}
+	}
+}
+
+// TestResetAllRootExpired runs option 8 where the VMCA root has expired
+// and vmcad, which does not start on an expired root, is stopped: the new
+// root is made without vmcad, then vmcad starts and signs the rest.
+func TestResetAllRootExpired(t *testing.T) {
+	d := newLab(t, "root-expired")
+	customSTS(t, d)
+	n := d.Nodes[0]
+	expired := root(d)
+	if pki.ValidAt(expired.X509, labNow) || running(n, "vmcad") {
+		t.Fatal("the root is valid or vmcad runs: the scenario proves nothing")
+	}
+	if err := n.Services.StartAll(); err == nil {
+		t.Fatal("services start on the expired root: the scenario proves nothing")
+	}
+	var out bytes.Buffer
+	if err := ResetAllCertificates(t.Context(), d, n, machineCfg(n), "CA-"+n.PNID, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	checkRootReset(t, d, n, expired, "CA-"+n.PNID)
+	text := out.String()
+	for _, want := range []string{"Status : 0% Completed [Replacing Root Cert...]\n", "[Publishing Root cert...]\n",
+		"Status : 100% Completed [All tasks completed successfully]\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("console lacks %q:\n%s", want, text)
+		}
+	}
+	log, _ := n.ReadFile(PathCertificateManagerLog)
+	if !strings.Contains(string(log), "Started vmcad with the new root certificate") {
+		t.Errorf("certificate-manager.log does not say vmcad was started:\n%s", log)
+	}
+}
+
+// TestResetAllRootExpiredSTSChain runs option 8 on root-expired as built,
+// where the STS signing credential's chain ends in the expired root.
+// certificate-manager does not replace that credential, so STS does not
+// start with the new certificates and the operation rolls back, root
+// included: the lab is as before, and the error says why.
+func TestResetAllRootExpiredSTSChain(t *testing.T) {
+	d := newLab(t, "root-expired")
+	n := d.Nodes[0]
+	before := d.Snapshot()
+	var out bytes.Buffer
+	err := ResetAllCertificates(t.Context(), d, n, machineCfg(n), n.PNID, &out)
+	if !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("err = %v, want ErrRolledBack\n%s", err, out.String())
+	}
+	var se *model.StartError
+	if !errors.As(err, &se) || se.Service != "vmware-stsd" || !strings.Contains(se.Reason, "STS signing certificate chain is not valid") {
+		t.Errorf("err = %v, want vmware-stsd's start failure on the STS chain", err)
+	}
+	if got, want := stripSnapshot(d.Snapshot()), stripSnapshot(before); got != want {
+		t.Errorf("state after rollback differs from before:\n%s", lineDiff(want, got))
+	}
+	for _, want := range []string{"[Replacing Root Cert...]", "Error while starting services, please see log for more details\n",
+		"Performing rollback of Root Cert...\n", "Rollback Status : 100% Completed [Rollback completed successfully]\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestRootExpiredRefusesSigning: options 3 and 6 need VMCA to sign with
+// the root as it is; where it has expired they fail before anything
+// changes, pointing to option 8, and so does certool --gencert (vmcad does
+// not run on an expired root).
+func TestRootExpiredRefusesSigning(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(d *model.Domain, n *model.Node, out io.Writer) error
+	}{
+		{"option 3", func(d *model.Domain, n *model.Node, out io.Writer) error {
+			return ReplaceMachineSSL(t.Context(), d, n, machineCfg(n), out)
+		}},
+		{"option 6", func(d *model.Domain, n *model.Node, out io.Writer) error {
+			return ReplaceSolutionUsers(t.Context(), d, n, out)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newLab(t, "root-expired")
+			customSTS(t, d) // STS is not what stops it
+			n := d.Nodes[0]
+			before := d.Snapshot()
+			var out bytes.Buffer
+			err := tc.run(d, n, &out)
+			if !errors.Is(err, ErrRootExpired) || errors.Is(err, ErrRolledBack) {
+				t.Fatalf("err = %v, want ErrRootExpired before any change", err)
+			}
+			for _, want := range []string{"expired on 2026-03-09 09:26:53 GMT", "option 8 (Reset all Certificates) on " + n.PNID} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q: %v", want, err)
+				}
+			}
+			if out.Len() != 0 {
+				t.Errorf("console shows progress of an operation that did not start:\n%s", out.String())
+			}
+			if got, want := stripSnapshot(d.Snapshot()), stripSnapshot(before); got != want {
+				t.Errorf("the lab changed:\n%s", lineDiff(want, got))
+			}
+			if log, _ := n.ReadFile(PathCertificateManagerLog); !strings.Contains(string(log), "ERROR certificate-manager "+err.Error()) {
+				t.Errorf("certificate-manager.log lacks the error:\n%s", log)
+			}
+		})
+	}
+	t.Run("certool --gencert", func(t *testing.T) {
+		d := newLab(t, "root-expired")
+		n := d.Nodes[0]
+		if err := n.WriteFile("/certificates/certool.cfg", []byte(certoolCfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r := runLine(t, d, n, "certool --genkey --privkey=/certificates/sts.key --pubkey=/certificates/sts.pub"); r.status != 0 {
+			t.Fatal(r)
+		}
+		r := runLine(t, d, n, "certool --gencert --cert=/certificates/sts.cer --privkey=/certificates/sts.key --config=/certificates/certool.cfg")
+		if r.status == 0 || !strings.Contains(r.stdout, "Status : Failed\nError Code : 1225\n") {
+			t.Errorf("gencert on the expired root: %+v", r)
+		}
+		if _, err := n.ReadFile("/certificates/sts.cer"); err == nil {
+			t.Error("gencert wrote a certificate")
+		}
+		// vmcad says why it does not run.
+		if r := runLine(t, d, n, "service-control --start vmcad"); r.status == 0 || !strings.Contains(r.stdout+r.stderr, "vmcad") {
+			t.Errorf("vmcad started on the expired root: %+v", r)
+		}
+		if log, _ := n.ReadFile(model.LogVmcad); !strings.Contains(string(log), "VMCA root certificate (CN=CA, DC=vsphere, DC=local") || !strings.Contains(string(log), "expired on") {
+			t.Errorf("vmcad.log does not say the root expired:\n%s", log)
+		}
+	})
 }

@@ -238,7 +238,7 @@ func (r *certoolRun) vmca(rootOp bool) (*model.Node, int) {
 		v = r.a.d.Node(server)
 	}
 	if rootOp {
-		if v == nil || !v.Online() || !running(v, "vmdird") {
+		if checkRootOp(v) != nil {
 			return nil, vmcaConnectRefused
 		}
 		return v, 0

@@ -317,6 +317,76 @@ func TestCertificateManagerOption8(t *testing.T) {
 	}
 }
 
+// TestCertificateManagerOption8RootExpired drives option 8 over a PTY
+// where the VMCA root has expired and vmcad is stopped (the STS signing
+// credential comes from an enterprise CA, see customSTS): the reset makes
+// a new root without vmcad, then replaces everything else and restarts
+// every service.
+func TestCertificateManagerOption8RootExpired(t *testing.T) {
+	d := newLab(t, "root-expired")
+	customSTS(t, d)
+	n := d.Nodes[0]
+	expired := root(d)
+	srv, c := startSSH(t, d, n)
+	s, e := ptyRun(t, c, PathCertificateManager)
+	e.expect(`Option\[1 to 8\]: $`)
+	e.send("8\r")
+	e.expect(regexp.QuoteMeta("Do you wish to generate all certificates using configuration file : Option[Y/N] ? : ") + "$")
+	e.send("Y\r")
+	login(e, nil, d.AdminPassword)
+	answerConfig(e, n)
+	e.expect(`Continue operation : Option\[Y/N\] \? : $`)
+	e.send("Y\r")
+	e.expect(`You are going to reset by regenerating Root Certificate and replace all certificates using VMCA\r\n`)
+	e.expect(`Continue operation : Option\[Y/N\] \? : $`)
+	e.send("Y\r")
+	e.expect(`Status : 0% Completed \[Replacing Root Cert\.\.\.\]\r\n`)
+	e.expect(`Status : 100% Completed \[All tasks completed successfully\]\r\n`)
+	if got := exitStatus(t, s.Wait()); got != 0 {
+		t.Errorf("exit status %d\n%s", got, e.transcript())
+	}
+	checkTranscript(t, srv, e.transcript(), d.AdminPassword)
+	golden(t, "certificate-manager-option8-root-expired", normalize(strings.ReplaceAll(e.transcript(), "\r\n", "\n")))
+	checkRootReset(t, d, n, expired, n.PNID)
+}
+
+// TestCertificateManagerOption3RootExpired: option 3 where the VMCA root
+// has expired stops before it changes anything and says to run option 8.
+func TestCertificateManagerOption3RootExpired(t *testing.T) {
+	d := newLab(t, "root-expired")
+	n := d.Nodes[0]
+	before := d.Snapshot()
+	_, c := startSSH(t, d, n)
+	s, e := ptyRun(t, c, PathCertificateManager)
+	e.expect(`Option\[1 to 8\]: $`)
+	e.send("3\r")
+	login(e, nil, d.AdminPassword)
+	answerConfig(e, n)
+	e.expect(`Continue operation : Option\[Y/N\] \? : $`)
+	e.send("Y\r")
+	e.expect(`Error: replace machine ssl certificate: vmca root certificate has expired: CN=CA, DC=vsphere, DC=local, .* expired on 2026-03-09 09:26:53 GMT; ` +
+		`regenerate it with certificate-manager option 8 \(Reset all Certificates\) on ` + regexp.QuoteMeta(n.PNID) + `\r\n`)
+	e.expect(regexp.QuoteMeta("certificate-manager Error while replacing Machine SSL Cert, please see /var/log/vmware/vmcad/certificate-manager.log for more information."))
+	if got := exitStatus(t, s.Wait()); got == 0 {
+		t.Error("exit status 0 after a refused operation")
+	}
+	if strings.Contains(e.transcript(), "Status :") {
+		t.Errorf("the refused operation shows progress:\n%s", e.transcript())
+	}
+	strip := func(b []byte) string {
+		var out []string
+		for _, l := range strings.Split(stripSnapshot(b), "\n") {
+			if !strings.Contains(l, PathCertoolWorkingCopy) {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	if got, want := strip(d.Snapshot()), strip(before); got != want {
+		t.Errorf("the lab changed:\n%s", lineDiff(want, got))
+	}
+}
+
 // TestCertificateManagerRollbackPTY: option 3 on all-expired shows the
 // automatic rollback and exits non-zero.
 func TestCertificateManagerRollbackPTY(t *testing.T) {

@@ -51,6 +51,45 @@ func checkVMCA(v *model.Node) error {
 	return nil
 }
 
+// vmcaReady reports whether the VMCA of node v can sign: when v's VMCA
+// root has expired the error wraps ErrRootExpired and says how that is
+// repaired, since no certificate it could issue would be of use; otherwise
+// it is checkVMCA's verdict.
+func vmcaReady(d *model.Domain, v *model.Node) error {
+	if v != nil && v.HasDirectory() && v.Online() {
+		if err := checkRoot(d, v); err != nil {
+			return err
+		}
+	}
+	return checkVMCA(v)
+}
+
+// checkRoot fails with ErrRootExpired when the domain's VMCA root has
+// expired, naming it and the repair: a new root from certificate-manager
+// option 8 on v, the node that runs VMCA.
+func checkRoot(d *model.Domain, v *model.Node) error {
+	ca := root(d)
+	if !d.Now().After(ca.X509.NotAfter) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s expired on %s; regenerate it with certificate-manager option 8 (Reset all Certificates) on %s",
+		ErrRootExpired, pki.SubjectDN(ca.X509), ca.X509.NotAfter.UTC().Format("2006-01-02 15:04:05 GMT"), v.PNID)
+}
+
+// checkRootOp reports whether node v can take a new VMCA root: it must
+// be reachable and run its directory, where the root is published. vmcad
+// need not run (the lab's vmcad does not start while its root has
+// expired, and a new root is how that is repaired).
+func checkRootOp(v *model.Node) error {
+	if v == nil || !v.HasDirectory() || !v.Online() {
+		return ErrVMCAUnavailable
+	}
+	if !running(v, "vmdird") {
+		return fmt.Errorf("%w: vmdird is not running on %s", ErrVMCAUnavailable, v.PNID)
+	}
+	return nil
+}
+
 // root returns the domain's current VMCA root.
 func root(d *model.Domain) *pki.CA {
 	d.Lock()
