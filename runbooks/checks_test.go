@@ -17,7 +17,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -350,21 +349,6 @@ func TestVecsExpiryThresholds(t *testing.T) {
 	}
 }
 
-// preUpgradePassword points the runbook's sso_password param at the lab
-// profile's SSO password file, through the environment the CLI inherits.
-func preUpgradePassword(t *testing.T, r *labRun) {
-	t.Helper()
-	p, err := target.LoadProfile(r.Profile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := p.SSO.PasswordFile
-	if !filepath.IsAbs(f) {
-		f = filepath.Join(filepath.Dir(r.Profile), f)
-	}
-	t.Setenv("RUNBOOK_PARAM_SSO_PASSWORD_FILE", f)
-}
-
 // preUpgradeOnlineProfile rewrites the lab's profile without the nodes the
 // scenario took off the network, as an operator who knows a node is down
 // might: its partners still report it.
@@ -592,7 +576,6 @@ func TestPreUpgradeChecks(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			r := startLab(t, tt.scenario)
-			preUpgradePassword(t, r)
 			if tt.online {
 				preUpgradeOnlineProfile(t, r)
 			}
@@ -673,12 +656,22 @@ func preUpgradeStaleTrust(t *testing.T, r *labRun) []string {
 	return out
 }
 
-// TestPreUpgradeChecksPassword checks that a wrong SSO password stops the
-// run with vdcrepadmin's refusal, and that the password is never printed.
+// TestPreUpgradeChecksPassword checks that a wrong SSO password in the
+// target profile stops the run with vdcrepadmin's refusal, and that the
+// password is never printed.
 func TestPreUpgradeChecksPassword(t *testing.T) {
 	r := startLab(t, "healthy")
+	p, err := target.LoadProfile(r.Profile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	wrong := "not-the-" + r.Lab.Model().AdminPassword
-	t.Setenv("RUNBOOK_PARAM_SSO_PASSWORD", wrong)
+	p.SSO.PasswordFile = ""
+	p.SSO.PasswordEnv = "CHECKS_TEST_SSO_PASSWORD"
+	if err := p.Write(r.Profile); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CHECKS_TEST_SSO_PASSWORD", wrong)
 	res := checksRunUnchanged(t, r, 1, "pre-upgrade-checks")
 	if !strings.Contains(res.Stderr, "vdcrepadmin refused the SSO password") {
 		t.Errorf("no refusal:\n%s", res.Stderr)
