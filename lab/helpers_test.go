@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -14,30 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"runbook/internal/testbin"
+
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"runbook/lab/model"
 )
-
-// requireServers is set in CI, where a missing client binary is a failure.
-var requireServers = os.Getenv("RUNBOOK_REQUIRE_SERVERS") == "1"
-
-// needBinary returns the path of a Debian client program, and otherwise
-// skips the test, or fails it when RUNBOOK_REQUIRE_SERVERS=1.
-func needBinary(t testing.TB, name, pkg string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	msg := fmt.Sprintf("%s is missing (apt-get install %s): %v", name, pkg, err)
-	if requireServers {
-		t.Fatalf("%s (RUNBOOK_REQUIRE_SERVERS=1, so this is a failure)", msg)
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // startLab starts a lab and closes it when the test ends.
 func startLab(t testing.TB, scenario string, opts ...Option) *Lab {
@@ -101,8 +83,8 @@ type openSSH struct {
 
 func newOpenSSH(t testing.TB, l *Lab, i int) *openSSH {
 	t.Helper()
-	needBinary(t, "ssh", "openssh-client")
-	needBinary(t, "sshpass", "sshpass")
+	testbin.Need(t, "ssh", "openssh-client")
+	testbin.Need(t, "sshpass", "sshpass")
 	nd := l.nodes[i]
 	info := l.Nodes()[i]
 	host, port, err := net.SplitHostPort(info.SSHAddr)
@@ -147,7 +129,7 @@ func (o *openSSH) ssh(t testing.TB, cmdline, stdin string) result {
 // sftp runs an sftp batch on the node.
 func (o *openSSH) sftp(t testing.TB, batch string) result {
 	t.Helper()
-	needBinary(t, "sftp", "openssh-client")
+	testbin.Need(t, "sftp", "openssh-client")
 	bf := filepath.Join(o.dir, "batch")
 	if err := os.WriteFile(bf, []byte(batch), 0o600); err != nil {
 		t.Fatal(err)
@@ -170,7 +152,7 @@ type ldapClient struct {
 
 func newLDAPClient(t testing.TB, l *Lab, uri string) *ldapClient {
 	t.Helper()
-	needBinary(t, "ldapsearch", "ldap-utils")
+	testbin.Need(t, "ldapsearch", "ldap-utils")
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "sso.pass")
 	d := l.Model()
@@ -211,7 +193,7 @@ func (c *ldapClient) search(t testing.TB, base, filter string, attrs ...string) 
 // modify runs ldapmodify with an LDIF on stdin.
 func (c *ldapClient) modify(t testing.TB, ldif string) result {
 	t.Helper()
-	needBinary(t, "ldapmodify", "ldap-utils")
+	testbin.Need(t, "ldapmodify", "ldap-utils")
 	cmd := c.command("ldapmodify")
 	cmd.Stdin = strings.NewReader(ldif)
 	return run(t, cmd)
@@ -221,7 +203,7 @@ func (c *ldapClient) modify(t testing.TB, ldif string) result {
 // addr.
 func servedCert(t testing.TB, addr string) *x509.Certificate {
 	t.Helper()
-	needBinary(t, "openssl", "openssl")
+	testbin.Need(t, "openssl", "openssl")
 	cmd := exec.Command("openssl", "s_client", "-connect", addr, "-showcerts")
 	cmd.Stdin = strings.NewReader("")
 	out := mustRun(t, cmd)
@@ -240,7 +222,7 @@ func servedCert(t testing.TB, addr string) *x509.Certificate {
 // certificate has expired.
 func expiredPerOpenSSL(t testing.TB, der []byte) bool {
 	t.Helper()
-	needBinary(t, "openssl", "openssl")
+	testbin.Need(t, "openssl", "openssl")
 	cmd := exec.Command("openssl", "x509", "-noout", "-checkend", "0")
 	cmd.Stdin = bytes.NewReader(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 	r := run(t, cmd)

@@ -8,11 +8,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -20,32 +18,6 @@ import (
 
 	"runbook/target"
 )
-
-// requireServers is set in CI, where a missing server binary is a failure.
-var requireServers = os.Getenv("RUNBOOK_REQUIRE_SERVERS") == "1"
-
-// needServer skips the test, or fails it when RUNBOOK_REQUIRE_SERVERS=1,
-// when a real server it needs cannot run here: problem is non-empty.
-func needServer(t testing.TB, problem string) {
-	t.Helper()
-	if problem == "" {
-		return
-	}
-	if requireServers {
-		t.Fatalf("%s (RUNBOOK_REQUIRE_SERVERS=1, so this is a failure)", problem)
-	}
-	t.Skip(problem)
-}
-
-// needBinary returns path when it is an executable file, and otherwise
-// skips or fails the test through needServer.
-func needBinary(t testing.TB, path, pkg string) string {
-	t.Helper()
-	if _, err := exec.LookPath(path); err != nil {
-		needServer(t, fmt.Sprintf("%s is missing (apt-get install %s): %v", path, pkg, err))
-	}
-	return path
-}
 
 // testCert is a self-signed certificate and its key.
 type testCert struct {

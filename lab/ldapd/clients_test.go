@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"runbook/internal/testbin"
+
 	"runbook/lab/vmdir"
 )
 
@@ -32,9 +34,7 @@ type tools struct {
 func newTools(t *testing.T, s *Server, p *pki) *tools {
 	t.Helper()
 	for _, name := range []string{"ldapsearch", "ldapmodify", "ldapadd", "ldapdelete", "ldapmodrdn"} {
-		if _, err := exec.LookPath(name); err != nil {
-			t.Skipf("%s not installed (apt-get install ldap-utils): %v", name, err)
-		}
+		testbin.Need(t, name, "ldap-utils")
 	}
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "pw")

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"runbook/internal/testbin"
+
 	"runbook/lab/pki"
 	"runbook/lab/vmdir"
 )
@@ -278,10 +280,7 @@ func TestCertificatesVerify(t *testing.T) {
 }
 
 func TestOpenSSLVerify(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed")
-	}
+	openssl := testbin.Need(t, "openssl", "openssl")
 	for _, tt := range []struct {
 		scenario, store, alias, want string
 	}{

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"runbook/internal/testbin"
 )
 
 var now = time.Now().UTC().Truncate(time.Second)
@@ -133,10 +135,7 @@ func TestExpiredRootBreaksChain(t *testing.T) {
 }
 
 func TestOpenSSLVerify(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed")
-	}
+	openssl := testbin.Need(t, "openssl", "openssl")
 	// openssl judges at the real time, so build validity around time.Now.
 	real := time.Now()
 	seq := Pool.Seq()

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"runbook/internal/testbin"
+
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
@@ -33,9 +35,7 @@ var passwordMethods = []string{"sshpass", "askpass"}
 
 func newOpenSSH(t *testing.T, srv *Server, method string) *openSSH {
 	t.Helper()
-	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Skip("ssh not installed (apt-get install openssh-client)")
-	}
+	testbin.Need(t, "ssh", "openssh-client")
 	dir := t.TempDir()
 	_, port, _ := net.SplitHostPort(srv.Addr())
 	kh := filepath.Join(dir, "known_hosts")
@@ -59,9 +59,7 @@ func newOpenSSH(t *testing.T, srv *Server, method string) *openSSH {
 	o.env = append(os.Environ(), "HOME="+dir)
 	switch method {
 	case "sshpass":
-		if _, err := exec.LookPath("sshpass"); err != nil {
-			t.Skip("sshpass not installed (apt-get install sshpass); the askpass variant still runs")
-		}
+		testbin.Need(t, "sshpass", "sshpass")
 		o.wrapper = []string{"sshpass", "-e"}
 		o.env = append(o.env, "SSHPASS="+testPassword)
 	case "askpass":
@@ -182,9 +180,7 @@ func TestOpenSSHPTY(t *testing.T) {
 }
 
 func TestOpenSSHSFTPBatch(t *testing.T) {
-	if _, err := exec.LookPath("sftp"); err != nil {
-		t.Skip("sftp not installed (apt-get install openssh-client)")
-	}
+	testbin.Need(t, "sftp", "openssh-client")
 	root := newTree(t)
 	srv := startServer(t, Config{Root: root})
 	o := newOpenSSH(t, srv, "askpass")

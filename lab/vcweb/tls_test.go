@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"runbook/internal/testbin"
+
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/soap"
 )
@@ -67,10 +69,7 @@ func TestCertificateError(t *testing.T) {
 }
 
 func TestOpenSSLShowCerts(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed (Debian package openssl)")
-	}
+	openssl := testbin.Need(t, "openssl", "openssl")
 	n := startNode(t, newMemStore(testSite), Config{})
 	for i, cert := range []*tls.Certificate{n.cert.Load(), n.ca.leaf(t, "vc1-new.example.com")} {
 		n.cert.Store(cert)

@@ -26,6 +26,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"runbook/internal/testbin"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -649,11 +651,7 @@ func TestGeneratedAgainstOpenSSL(t *testing.T) {
 
 func needOpenSSL(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed; the Debian openssl package provides it")
-	}
-	return p
+	return testbin.Need(t, "openssl", "openssl")
 }
 
 // openSSLNameOpt makes openssl print names as Name does.

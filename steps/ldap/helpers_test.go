@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"runbook/internal/testbin"
+
 	goldap "github.com/go-ldap/ldap/v3"
 
 	"runbook/engine"
@@ -29,23 +31,6 @@ import (
 	"runbook/lab/model"
 	"runbook/target"
 )
-
-// requireServers is set in CI, where a missing server binary is a failure.
-var requireServers = os.Getenv("RUNBOOK_REQUIRE_SERVERS") == "1"
-
-// needBinary returns path when it is an executable, and otherwise skips the
-// test, or fails it when RUNBOOK_REQUIRE_SERVERS=1.
-func needBinary(t testing.TB, path, pkg string) string {
-	t.Helper()
-	if _, err := exec.LookPath(path); err != nil {
-		msg := fmt.Sprintf("%s is missing (apt-get install %s): %v", path, pkg, err)
-		if requireServers {
-			t.Fatalf("%s (RUNBOOK_REQUIRE_SERVERS=1, so this is a failure)", msg)
-		}
-		t.Skip(msg)
-	}
-	return path
-}
 
 // fixture is a directory server reached through a target, as steps see it.
 type fixture struct {
@@ -175,8 +160,8 @@ func chainDN(n int) string { return fmt.Sprintf("cn=TrustedCertChain-%d,%s", n, 
 // reaching it as administrator@vsphere.local over plain LDAP.
 func startSlapd(t testing.TB, extra []record) *fixture {
 	t.Helper()
-	slapd := needBinary(t, "/usr/sbin/slapd", "slapd")
-	slapadd := needBinary(t, "/usr/sbin/slapadd", "slapd")
+	slapd := testbin.Need(t, "/usr/sbin/slapd", "slapd")
+	slapadd := testbin.Need(t, "/usr/sbin/slapadd", "slapd")
 	dir := t.TempDir()
 	if err := os.Mkdir(filepath.Join(dir, "db"), 0o700); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"runbook/internal/testbin"
+
 	"runbook/steps/certinfo"
 )
 
@@ -225,10 +227,7 @@ func TestCertParseErrors(t *testing.T) {
 // TestCertParseAgainstOpenSSL compares the outputs for the generated
 // certificates with what openssl prints for them.
 func TestCertParseAgainstOpenSSL(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed; the Debian openssl package provides it")
-	}
+	openssl := testbin.Need(t, "openssl", "openssl")
 	setNow(t, goldenNow)
 	pki := newTestPKI(t)
 	for name, der := range map[string][]byte{"root": pki.root, "machine": pki.machine, "sts": pki.sts} {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"runbook/internal/testbin"
+
 	"runbook/steps/shellquote"
 
 	"runbook/engine"
@@ -201,7 +203,7 @@ func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	stat := filepath.Join("/proc", strconv.Itoa(pid), "stat")
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		t.Skip("no /proc to inspect processes")
+		testbin.Unavailable(t, "no /proc to inspect processes")
 	}
 	for range 200 {
 		b, err := os.ReadFile(stat)

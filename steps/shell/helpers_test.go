@@ -3,7 +3,6 @@ package shell
 import (
 	"bytes"
 	"context"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,19 +11,6 @@ import (
 	"runbook/engine"
 	"runbook/lab"
 )
-
-// requireServers turns a missing Debian server binary from a skip into a
-// failure (CI sets it).
-var requireServers = os.Getenv("RUNBOOK_REQUIRE_SERVERS") == "1"
-
-// needServer skips the test, or fails it when RUNBOOK_REQUIRE_SERVERS=1.
-func needServer(t testing.TB, problem string) {
-	t.Helper()
-	if requireServers {
-		t.Fatalf("%s (RUNBOOK_REQUIRE_SERVERS=1, so this is a failure)", problem)
-	}
-	t.Skip(problem)
-}
 
 // testSecret is the run's secret in these tests.
 const testSecret = "S3cret-Pa55"

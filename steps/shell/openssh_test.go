@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"runbook/internal/testbin"
+
 	"golang.org/x/crypto/ssh"
 
 	"runbook/engine"
@@ -33,29 +35,18 @@ type sshdServer struct {
 	home    string
 }
 
-// needBinary returns the path of a program, or skips (fails with
-// RUNBOOK_REQUIRE_SERVERS=1) when it is missing.
-func needBinary(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		needServer(t, fmt.Sprintf("%s is missing (apt-get install %s): %v", name, pkg, err))
-	}
-	return p
-}
-
 // startSSHD creates a user with a random name and password (which needs
 // root) and starts /usr/sbin/sshd for it on a free loopback port with
 // password authentication only. It returns the server and a target
 // reaching it as node vcsa1.lab.test; both go away when the test ends.
 func startSSHD(t *testing.T) (*sshdServer, *target.Target) {
 	t.Helper()
-	sshd := needBinary(t, "/usr/sbin/sshd", "openssh-server")
-	useradd := needBinary(t, "useradd", "passwd")
-	chpasswd := needBinary(t, "chpasswd", "passwd")
-	userdel := needBinary(t, "userdel", "passwd")
+	sshd := testbin.Need(t, "/usr/sbin/sshd", "openssh-server")
+	useradd := testbin.Need(t, "useradd", "passwd")
+	chpasswd := testbin.Need(t, "chpasswd", "passwd")
+	userdel := testbin.Need(t, "userdel", "passwd")
 	if os.Geteuid() != 0 {
-		needServer(t, "the OpenSSH test creates a local user and must run as root")
+		testbin.Unavailable(t, "the OpenSSH test creates a local user and must run as root")
 	}
 	rnd := make([]byte, 12)
 	if _, err := rand.Read(rnd); err != nil {
