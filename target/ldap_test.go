@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"runbook/internal/testbin"
+
 	"github.com/go-ldap/ldap/v3"
 
 	"runbook/lab/ldapd"
@@ -211,8 +213,8 @@ objectclass ( 1.2.840.113556.1.3.23 NAME 'container' SUP top STRUCTURAL MUST cn 
 // returns the two ports.
 func startSlapd(t *testing.T, cert *testCert, password string) (ldapPort, ldapsPort int) {
 	t.Helper()
-	slapd := needBinary(t, "/usr/sbin/slapd", "slapd")
-	slapadd := needBinary(t, "/usr/sbin/slapadd", "slapd")
+	slapd := testbin.Need(t, "/usr/sbin/slapd", "slapd")
+	slapadd := testbin.Need(t, "/usr/sbin/slapadd", "slapd")
 	dir := t.TempDir()
 	if err := os.Mkdir(filepath.Join(dir, "db"), 0o700); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"runbook/internal/testbin"
+
 	"golang.org/x/crypto/ssh"
 
 	"runbook/target"
@@ -39,12 +41,12 @@ type openSSH struct {
 // authentication only. Both go away when the test ends.
 func startOpenSSH(t *testing.T) *openSSH {
 	t.Helper()
-	sshd := needBinary(t, "/usr/sbin/sshd", "openssh-server")
-	useradd := needBinary(t, "useradd", "passwd")
-	chpasswd := needBinary(t, "chpasswd", "passwd")
-	userdel := needBinary(t, "userdel", "passwd")
+	sshd := testbin.Need(t, "/usr/sbin/sshd", "openssh-server")
+	useradd := testbin.Need(t, "useradd", "passwd")
+	chpasswd := testbin.Need(t, "chpasswd", "passwd")
+	userdel := testbin.Need(t, "userdel", "passwd")
 	if os.Geteuid() != 0 {
-		needServer(t, "the OpenSSH test creates a local user and must run as root")
+		testbin.Unavailable(t, "the OpenSSH test creates a local user and must run as root")
 	}
 	rnd := make([]byte, 12)
 	if _, err := rand.Read(rnd); err != nil {

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"runbook/internal/testbin"
 )
 
 // TestSTSCycleSlapd runs fixsts (KB 76719) against Debian's OpenLDAP: find
@@ -168,7 +170,7 @@ func TestModifySlapd(t *testing.T) {
 // go-ldap reads; the seed the fixture loaded with slapadd was written by
 // writeLDIF.
 func TestLDIFInteropSlapd(t *testing.T) {
-	ldapsearch := needBinary(t, "/usr/bin/ldapsearch", "ldap-utils")
+	ldapsearch := testbin.Need(t, "/usr/bin/ldapsearch", "ldap-utils")
 	cred := newSTSCred(t, "CN=STS")
 	f := startSlapd(t, credRecords(1, cred))
 	pw := filepath.Join(t.TempDir(), "pw")
