@@ -617,7 +617,8 @@ func TestPreUpgradeChecks(t *testing.T) {
 
 // preUpgradeStaleTrust returns, for each node whose registrations trust
 // a certificate other than the one its port 443 serves, "port 443 serves
-// <served> but <n> registrations trust <stale>", from the lab's state.
+// <served> but <n> registrations trust <stale>" per stale certificate,
+// from the lab's state.
 func preUpgradeStaleTrust(t *testing.T, r *labRun) []string {
 	t.Helper()
 	regs, err := r.Lab.Model().Registrations()
@@ -647,7 +648,11 @@ func preUpgradeStaleTrust(t *testing.T, r *labRun) []string {
 			}
 		}
 		for tp, svcs := range stale {
-			out = append(out, fmt.Sprintf("[FAIL] sslTrust %s: port 443 serves %s but %d registrations trust %s", info.PNID, served, len(svcs), tp))
+			trust := "registrations trust"
+			if len(svcs) == 1 {
+				trust = "registration trusts"
+			}
+			out = append(out, fmt.Sprintf("[FAIL] sslTrust %s: port 443 serves %s but %d %s %s", info.PNID, served, len(svcs), trust, tp))
 		}
 	}
 	if len(out) == 0 {
