@@ -164,7 +164,7 @@ func removeFiles(files []string) {
 	}
 }
 
-// openTargetSpec opens the target named by --target: nothing for "" or
+// openTarget opens the target named by --target: nothing for "" or
 // "local" (only local step types can run), a lab started for this run for
 // lab:SCENARIO, and otherwise the profile file at spec, named by its path.
 // The returned func closes what was opened.
@@ -173,7 +173,7 @@ func removeFiles(files []string) {
 // (whose journal names lab:SCENARIO) starts a fresh lab in that scenario:
 // what the interrupted run changed died with its process. To rehearse a
 // resume against the same state, use `runbook lab serve` and its profile.
-func (a *app) openTargetSpec(ctx context.Context, spec string) (engine.Target, func(), error) {
+func (a *app) openTarget(ctx context.Context, spec string, trustOnFirstUse bool) (engine.Target, func(), error) {
 	if spec == "" || spec == "local" {
 		return nil, func() {}, nil
 	}
@@ -200,7 +200,13 @@ func (a *app) openTargetSpec(ctx context.Context, spec string) (engine.Target, f
 	if err != nil {
 		return nil, nil, usageError{fmt.Errorf("--target: %w", err)}
 	}
-	t, err := target.Open(ctx, p, target.Options{Name: spec})
+	t, err := target.Open(ctx, p, target.Options{
+		Name:            spec,
+		TrustOnFirstUse: trustOnFirstUse,
+		Logf: func(format string, args ...any) {
+			fmt.Fprintf(a.stderr, "runbook: "+format+"\n", args...)
+		},
+	})
 	if err != nil {
 		return nil, nil, usageError{fmt.Errorf("--target: %w", err)}
 	}

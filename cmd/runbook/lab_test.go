@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"runbook/engine"
+	"runbook/lab"
 	"runbook/steps"
 	"runbook/target"
 )
@@ -153,5 +154,51 @@ steps:
 	var ue usageError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "nope.yaml") {
 		t.Errorf("run with a missing profile = %v, want a usage error naming it", err)
+	}
+}
+
+// TestTrustOnFirstUse runs against a served lab whose profile pins nothing:
+// without --trust-on-first-use the run refuses and prints the thumbprint to
+// pin; with it, the run goes on and says what it trusted.
+func TestTrustOnFirstUse(t *testing.T) {
+	l, err := lab.Start(t.Context(), "healthy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dir := t.TempDir()
+	profile, err := l.Profile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unpinned []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, "tls_thumbprint:") || strings.Contains(line, "host_key:") {
+			continue
+		}
+		unpinned = append(unpinned, line)
+	}
+	if err := os.WriteFile(profile, []byte(strings.Join(unpinned, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "RUNBOOK_STATE_DIR="+filepath.Join(dir, "state"), "NO_COLOR=1")
+	hostKey := l.Nodes()[0].SSHHostKey
+
+	var stdout, stderr syncBuffer
+	err = execute(t.Context(), &stdout, &stderr, env, "run", "sts-check", "--target", profile)
+	if err == nil || !strings.Contains(err.Error()+stderr.String(), hostKey) {
+		t.Fatalf("unpinned run = %v, want a refusal that prints the host key %s to pin\n%s", err, hostKey, stderr.String())
+	}
+
+	stdout, stderr = syncBuffer{}, syncBuffer{}
+	if err := execute(t.Context(), &stdout, &stderr, env, "run", "sts-check", "--target", profile, "--trust-on-first-use"); err != nil {
+		t.Fatalf("run with --trust-on-first-use: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), hostKey) {
+		t.Errorf("the run did not say which host key it trusted:\n%s", stderr.String())
 	}
 }

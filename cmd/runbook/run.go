@@ -21,10 +21,11 @@ import (
 
 // runFlags are the flags run and resume share.
 type runFlags struct {
-	params     []string
-	paramsFile string
-	target     string
-	yes        bool
+	params          []string
+	paramsFile      string
+	target          string
+	yes             bool
+	trustOnFirstUse bool
 }
 
 func (f *runFlags) register(cmd *cobra.Command) {
@@ -32,6 +33,7 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.paramsFile, "params-file", "", "YAML file of params (secrets as <name>_file: path)")
 	cmd.Flags().StringVarP(&f.target, "target", "t", "", "target: lab:SCENARIO (in-process lab) or a profile file")
 	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "answer yes to confirmations (for unattended runs)")
+	cmd.Flags().BoolVar(&f.trustOnFirstUse, "trust-on-first-use", false, "accept the TLS certificate and SSH host key a node presents when the profile pins none (prints them; pin them in the profile)")
 }
 
 // terminal reports whether stdin is a terminal a person can answer on.
@@ -152,7 +154,7 @@ run --plan F later re-reads the facts and refuses the plan if anything changed.`
 				return err
 			}
 			ctx := cmd.Context()
-			t, closeTarget, err := a.openTarget(ctx, f.target)
+			t, closeTarget, err := a.openTarget(ctx, f.target, f.trustOnFirstUse)
 			if err != nil {
 				return err
 			}
@@ -204,7 +206,7 @@ func (a *app) resumeCmd() *cobra.Command {
 				target = info.Target
 			}
 			ctx := cmd.Context()
-			t, closeTarget, err := a.openTarget(ctx, target)
+			t, closeTarget, err := a.openTarget(ctx, target, f.trustOnFirstUse)
 			if err != nil {
 				return err
 			}
@@ -307,8 +309,3 @@ func printRuns(w io.Writer, runs []engine.RunInfo) error {
 	return tw.Flush()
 }
 
-// openTarget opens the target named by spec. An empty spec means no target:
-// only local step types can run.
-func (a *app) openTarget(ctx context.Context, spec string) (engine.Target, func(), error) {
-	return a.openTargetSpec(ctx, spec)
-}
