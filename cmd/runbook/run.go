@@ -308,4 +308,3 @@ func printRuns(w io.Writer, runs []engine.RunInfo) error {
 	}
 	return tw.Flush()
 }
-
