@@ -1,0 +1,369 @@
+package runbooks_test
+
+// End-to-end tests of the certificate-manager runbooks (KB 2097936, KB
+// 2112283): certmgr-machine-ssl (option 3), certmgr-solution-users (option
+// 6), certmgr-reset-all (option 8), and expired-certs-recovery (the
+// production-down path of the KB 79248 blog: STS first, then the right
+// certificate-manager option on every node). Each repair is judged by the
+// lab's state: the certificates VECS holds, what port 443 serves, vmdir's
+// STS credential and service principals, the Lookup Service registrations
+// and the services of every node.
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"runbook/lab/model"
+)
+
+const (
+	certmgrMachineSSL    = "certmgr-machine-ssl"
+	certmgrSolutionUsers = "certmgr-solution-users"
+	certmgrResetAll      = "certmgr-reset-all"
+	certmgrRecovery      = "expired-certs-recovery"
+)
+
+// certmgrSolutionStores are the solution-user stores of a lab node.
+var certmgrSolutionStores = model.SolutionUsers
+
+// certmgrCert returns the certificate of a node's VECS entry.
+func certmgrCert(t *testing.T, n *model.Node, store, alias string) *x509.Certificate {
+	t.Helper()
+	c, err := n.StoreCert(store, alias)
+	if err != nil {
+		t.Fatalf("%s: read %s/%s: %v", n.PNID, store, alias, err)
+	}
+	return c
+}
+
+// certmgrCerts returns the certificates of a node's Machine SSL and
+// solution-user entries, by store.
+func certmgrCerts(t *testing.T, n *model.Node) map[string]*x509.Certificate {
+	t.Helper()
+	out := map[string]*x509.Certificate{model.StoreMachineSSL: certmgrCert(t, n, model.StoreMachineSSL, model.AliasMachineCert)}
+	for _, s := range certmgrSolutionStores {
+		out[s] = certmgrCert(t, n, s, s)
+	}
+	return out
+}
+
+// certmgrTrustedRoots returns the certificates of a node's TRUSTED_ROOTS.
+func certmgrTrustedRoots(t *testing.T, n *model.Node) []*x509.Certificate {
+	t.Helper()
+	es, err := n.VECS.Entries(model.StoreTrustedRoots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*x509.Certificate
+	for _, e := range es {
+		c, err := x509.ParseCertificate(e.Cert())
+		if err != nil {
+			t.Fatalf("%s: TRUSTED_ROOTS/%s: %v", n.PNID, e.Alias, err)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// certmgrRequireValid fails unless c is valid now with more than 30 days
+// left and chains, through valid CA certificates, to a root the node's
+// TRUSTED_ROOTS holds, as the node's services check it.
+func certmgrRequireValid(t *testing.T, r *labRun, n *model.Node, what string, c *x509.Certificate) {
+	t.Helper()
+	now := r.Lab.Model().Now()
+	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+		t.Errorf("%s: %s is not valid now (%s to %s)", n.PNID, what, c.NotBefore, c.NotAfter)
+	}
+	if left := c.NotAfter.Sub(now).Hours() / 24; left < 30 {
+		t.Errorf("%s: %s expires in %.0f days", n.PNID, what, left)
+	}
+	roots := x509.NewCertPool()
+	for _, root := range certmgrTrustedRoots(t, n) {
+		roots.AddCert(root)
+	}
+	if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Errorf("%s: %s does not chain to a valid root of TRUSTED_ROOTS: %v", n.PNID, what, err)
+	}
+}
+
+// certmgrRequireServices fails unless every automatic service of n runs.
+func certmgrRequireServices(t *testing.T, n *model.Node) {
+	t.Helper()
+	for _, name := range n.Services.Names() {
+		auto, err := n.Services.Automatic(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if running, _ := n.Services.Running(name); auto && !running {
+			t.Errorf("%s: service %s is not running", n.PNID, name)
+		}
+	}
+}
+
+// certmgrRequireMachineSSL judges a Machine SSL replacement on node pnid by
+// its effect: VECS holds a certificate other than old, valid, naming the
+// PNID and chaining to TRUSTED_ROOTS; port 443 serves it; every Lookup
+// Service endpoint on the node's host trusts it (first sslTrust); every
+// automatic service of the node runs.
+func certmgrRequireMachineSSL(t *testing.T, r *labRun, pnid string, old *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	n := r.Lab.Model().Node(pnid)
+	c := certmgrCert(t, n, model.StoreMachineSSL, model.AliasMachineCert)
+	if old != nil && c.Equal(old) {
+		t.Fatalf("%s: the Machine SSL certificate was not replaced", pnid)
+	}
+	certmgrRequireValid(t, r, n, "the Machine SSL certificate", c)
+	if !slices.Contains(c.DNSNames, pnid) || c.Subject.CommonName != pnid {
+		t.Errorf("%s: the Machine SSL certificate names %q (SANs %v), not the PNID", pnid, c.Subject.CommonName, c.DNSNames)
+	}
+	if served := lookupSSLTrustServed(t, r, pnid); !served.Equal(c) {
+		t.Errorf("%s: port 443 serves %s, not the certificate in VECS %s", pnid, lookupSSLTrustSHA1(served.Raw), lookupSSLTrustSHA1(c.Raw))
+	}
+	ids, trusts := lookupSSLTrustOf(t, lookupSSLTrustRegs(t, r), pnid)
+	if len(ids) == 0 {
+		t.Errorf("%s: no registration on the node's host", pnid)
+	}
+	for _, der := range trusts {
+		if !bytes.Equal(der, c.Raw) {
+			t.Errorf("%s: a registration still trusts %s, not the new certificate", pnid, lookupSSLTrustSHA1(der))
+		}
+	}
+	certmgrRequireServices(t, n)
+	return c
+}
+
+// certmgrRefreshProfile rewrites the lab's target profile with the TLS
+// thumbprints the nodes serve now, as an operator updates the profile after
+// a Machine SSL replacement (the CLI does not save the pins a run moved).
+func certmgrRefreshProfile(t *testing.T, r *labRun) {
+	t.Helper()
+	if err := r.Lab.WriteProfile(r.Profile); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// certmgrRunDir returns the folder of the lab's only run.
+func certmgrRunDir(t *testing.T, r *labRun) string {
+	t.Helper()
+	runs, err := filepath.Glob(filepath.Join(r.State, "runs", "*"))
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs: %v %v", runs, err)
+	}
+	return runs[0]
+}
+
+// certmgrRequireBackup fails unless the run folder holds, under the
+// backup of step, the certificate old of store/alias and its private key,
+// readable by the owner only.
+func certmgrRequireBackup(t *testing.T, runDir, step, store, alias string, old *x509.Certificate) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(runDir, "backups", "*"+step+"*", store, alias+".crt"))
+	if err != nil || len(files) != 1 {
+		all, _ := filepath.Glob(filepath.Join(runDir, "backups", "*", "*", "*"))
+		t.Fatalf("backup of %s/%s by step %s: %v %v (backups: %v)", store, alias, step, files, err, all)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || !bytes.Equal(block.Bytes, old.Raw) {
+		t.Errorf("%s does not hold the certificate replaced", files[0])
+	}
+	key := strings.TrimSuffix(files[0], ".crt") + ".key"
+	fi, err := os.Stat(key)
+	if err != nil || fi.Mode().Perm()&0o077 != 0 || fi.Size() == 0 {
+		t.Errorf("backup key %s: %v %v", key, fi, err)
+	}
+	requireBackups(t, runDir)
+}
+
+// certmgrUnchanged runs the CLI and fails unless it exits with code, says
+// want, and leaves the lab exactly as it was.
+func certmgrUnchanged(t *testing.T, r *labRun, code int, want []string, args ...string) result {
+	t.Helper()
+	before := r.Lab.Snapshot()
+	res := r.mustRun(code, nil, args...)
+	if after := r.Lab.Snapshot(); !bytes.Equal(before, after) {
+		t.Fatalf("runbook %s changed the lab:\n%s", strings.Join(args, " "), diffLines(string(before), string(after)))
+	}
+	for _, w := range want {
+		if !strings.Contains(res.Stderr, w) {
+			t.Errorf("output lacks %q:\n%s", w, res.Stderr)
+		}
+	}
+	return res
+}
+
+// certmgrPlanHas fails unless the plan names every want.
+func certmgrPlanHas(t *testing.T, plan string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(plan, w) {
+			t.Errorf("the plan lacks %q:\n%s", w, plan)
+		}
+	}
+}
+
+func TestCertmgrMachineSSLDryRun(t *testing.T) {
+	r := startLab(t, "machine-ssl-expired")
+	n := r.Lab.Model().Nodes[0]
+	old := certmgrCert(t, n, model.StoreMachineSSL, model.AliasMachineCert)
+	res := r.dryRunChangesNothing(certmgrMachineSSL, 0)
+	certmgrPlanHas(t, res.Stderr,
+		"replace vcsa1.lab.test VECS MACHINE_SSL_CERT/__MACHINE_CERT",
+		lookupSSLTrustSHA1(old.Raw),
+		"new VMCA certificate CN=vcsa1.lab.test for vcsa1.lab.test",
+		"Lookup Service registrations trusting vcsa1.lab.test's Machine SSL certificate",
+		"run vcsa1.lab.test services",
+		"MACHINE_SSL_CERT/__MACHINE_CERT: EXPIRED",
+		"Dry-run: nothing was changed")
+}
+
+func TestCertmgrMachineSSLRepairs(t *testing.T) {
+	r := startLab(t, "machine-ssl-expired")
+	d := r.Lab.Model()
+	n1, n2 := d.Nodes[0], d.Nodes[1]
+	old := certmgrCert(t, n1, model.StoreMachineSSL, model.AliasMachineCert)
+	other := certmgrCert(t, n2, model.StoreMachineSSL, model.AliasMachineCert)
+	res := r.mustRun(0, nil, "run", certmgrMachineSSL, "--yes", "--param", "aliases=vcsa1,vcenter.lab.test")
+	c := certmgrRequireMachineSSL(t, r, n1.PNID, old)
+	for _, name := range []string{"vcsa1", "vcenter.lab.test"} {
+		if !slices.Contains(c.DNSNames, name) {
+			t.Errorf("the new certificate lacks the alias %s: %v", name, c.DNSNames)
+		}
+	}
+	if !certmgrCert(t, n2, model.StoreMachineSSL, model.AliasMachineCert).Equal(other) {
+		t.Error("the other node's Machine SSL certificate changed")
+	}
+	certmgrRequireBackup(t, certmgrRunDir(t, r), "machine_ssl", model.StoreMachineSSL, model.AliasMachineCert, old)
+	if !strings.Contains(res.Stderr, "Replaced vcsa1.lab.test's Machine SSL certificate") {
+		t.Errorf("no result note:\n%s", res.Stderr)
+	}
+
+	// The second node, named. The CLI keeps the re-pinned TLS thumbprint
+	// of node 1 in memory only: the operator updates the profile first.
+	certmgrRefreshProfile(t, r)
+	r.mustRun(0, nil, "run", certmgrMachineSSL, "--yes", "--param", "node=vcsa2.lab.test")
+	certmgrRequireMachineSSL(t, r, n2.PNID, other)
+	certmgrRequireMachineSSL(t, r, n1.PNID, old)
+	certmgrRefreshProfile(t, r)
+	r.mustRun(0, nil, "run", lookupSSLTrustCheck)
+}
+
+// TestCertmgrMachineSSLRefuses: the refusals exit 3 (guard or require),
+// say what to do instead and leave the lab as it was, in a dry-run too.
+func TestCertmgrMachineSSLRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		scenario string
+		args     []string
+		want     string
+	}{
+		{"sts-expired", nil, "certificate-manager would roll back: regenerate the STS certificate first (runbook sts-regenerate, KB 76719)"},
+		{"all-expired", nil, "certificate-manager would roll back: regenerate the STS certificate first (runbook sts-regenerate, KB 76719)"},
+		{"all-expired", []string{"--dry-run"}, "regenerate the STS certificate first"},
+		{"solution-users-expired", nil, "Run certmgr-solution-users (option 6) first"},
+		{"root-expired", nil, "Run certmgr-reset-all"},
+		{"healthy", []string{"--param", "node=vcsa9.lab.test"}, "node is not a node of this target"},
+	} {
+		t.Run(tc.scenario+strings.Join(tc.args, ""), func(t *testing.T) {
+			r := startLab(t, tc.scenario)
+			certmgrUnchanged(t, r, 3, []string{tc.want}, append([]string{"run", certmgrMachineSSL, "--yes"}, tc.args...)...)
+		})
+	}
+}
+
+func TestCertmgrMachineSSLKillAndResume(t *testing.T) {
+	killAndResumeEverywhere(t, "machine-ssl-expired", certmgrMachineSSL, nil, func(t *testing.T, r *labRun) {
+		certmgrRequireMachineSSL(t, r, "vcsa1.lab.test", nil)
+	})
+}
+
+
+// certmgrRequireSolutionUsers judges an option 6 replacement on node pnid
+// by its effect: every solution-user certificate in VECS differs from old,
+// is valid and chains to TRUSTED_ROOTS; vmdir's service principal of each
+// holds the same certificate; every automatic service of the node runs.
+func certmgrRequireSolutionUsers(t *testing.T, r *labRun, pnid string, old map[string]*x509.Certificate) {
+	t.Helper()
+	d := r.Lab.Model()
+	n := d.Node(pnid)
+	for _, s := range certmgrSolutionStores {
+		c := certmgrCert(t, n, s, s)
+		if o := old[s]; o != nil && c.Equal(o) {
+			t.Errorf("%s: the %s certificate was not replaced", pnid, s)
+		}
+		certmgrRequireValid(t, r, n, "the "+s+" certificate", c)
+		e, err := d.Dir.Get(d.ServicePrincipalDN(s, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if certs := e.Values("userCertificate"); len(certs) != 1 || !bytes.Equal(certs[0], c.Raw) {
+			t.Errorf("%s: vmdir's solution user %s does not hold the certificate in VECS", pnid, s)
+		}
+	}
+	certmgrRequireServices(t, n)
+}
+
+func TestCertmgrSolutionUsersDryRun(t *testing.T) {
+	r := startLab(t, "solution-users-expired")
+	n := r.Lab.Model().Nodes[0]
+	res := r.dryRunChangesNothing(certmgrSolutionUsers, 0)
+	var want []string
+	for _, s := range certmgrSolutionStores {
+		want = append(want, "replace vcsa1.lab.test VECS "+s+"/"+s, lookupSSLTrustSHA1(certmgrCert(t, n, s, s).Raw))
+	}
+	certmgrPlanHas(t, res.Stderr, append(want, "also set on the solution user's service principal in vmdir",
+		"run vcsa1.lab.test services", "vpxd/vpxd: EXPIRED", "Dry-run: nothing was changed")...)
+	if strings.Contains(res.Stderr, "VECS MACHINE_SSL_CERT") {
+		t.Errorf("option 6 plans to replace the Machine SSL certificate:\n%s", res.Stderr)
+	}
+}
+
+func TestCertmgrSolutionUsersRepairs(t *testing.T) {
+	r := startLab(t, "solution-users-expired")
+	d := r.Lab.Model()
+	n1, n2 := d.Nodes[0], d.Nodes[1]
+	old, other := certmgrCerts(t, n1), certmgrCerts(t, n2)
+	r.mustRun(0, nil, "run", certmgrSolutionUsers, "--yes")
+	certmgrRequireSolutionUsers(t, r, n1.PNID, old)
+	if !certmgrCert(t, n1, model.StoreMachineSSL, model.AliasMachineCert).Equal(old[model.StoreMachineSSL]) {
+		t.Error("option 6 replaced the Machine SSL certificate")
+	}
+	for s, c := range certmgrCerts(t, n2) {
+		if !c.Equal(other[s]) {
+			t.Errorf("the other node's %s certificate changed", s)
+		}
+	}
+	runDir := certmgrRunDir(t, r)
+	for _, s := range certmgrSolutionStores {
+		certmgrRequireBackup(t, runDir, "solution_users", s, s, old[s])
+	}
+
+	r.mustRun(0, nil, "run", certmgrSolutionUsers, "--yes", "--param", "node=vcsa2.lab.test")
+	certmgrRequireSolutionUsers(t, r, n2.PNID, other)
+	r.mustRun(0, nil, "run", "vecs-expiry")
+}
+
+func TestCertmgrSolutionUsersRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		scenario string
+		want     string
+	}{
+		{"sts-expired", "certificate-manager would roll back: regenerate the STS certificate first (runbook sts-regenerate, KB 76719)"},
+		{"all-expired", "regenerate the STS certificate first"},
+		{"machine-ssl-expired", "run certmgr-reset-all (option 8"},
+		{"root-expired", "Run certmgr-reset-all"},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			r := startLab(t, tc.scenario)
+			certmgrUnchanged(t, r, 3, []string{tc.want}, "run", certmgrSolutionUsers, "--yes")
+		})
+	}
+}
