@@ -367,3 +367,144 @@ func TestCertmgrSolutionUsersRefuses(t *testing.T) {
 		})
 	}
 }
+
+// certmgrRequireReset judges an option 8 reset of node pnid by its effect:
+// the domain's VMCA root is new (not oldRoot) and valid, root.cer holds it,
+// every node's TRUSTED_ROOTS holds it, the node's Machine SSL and
+// solution-user certificates are issued by it (and checked as options 3
+// and 6 are), and every automatic service of the node runs. It returns
+// the new root.
+func certmgrRequireReset(t *testing.T, r *labRun, pnid string, oldRoot *x509.Certificate, old map[string]*x509.Certificate) *x509.Certificate {
+	t.Helper()
+	d := r.Lab.Model()
+	n := d.Node(pnid)
+	root := d.Root.X509
+	if oldRoot != nil && root.Equal(oldRoot) {
+		t.Fatalf("the VMCA root was not regenerated")
+	}
+	now := d.Now()
+	if now.After(root.NotAfter) || now.Before(root.NotBefore) || !root.IsCA {
+		t.Errorf("the new VMCA root is not a valid CA now: %s – %s", root.NotBefore, root.NotAfter)
+	}
+	data, err := n.ReadFile(model.PathRootCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if block, _ := pem.Decode(data); block == nil || !bytes.Equal(block.Bytes, root.Raw) {
+		t.Errorf("%s: %s is not the new root", pnid, model.PathRootCert)
+	}
+	for _, m := range d.Nodes {
+		if !slices.ContainsFunc(certmgrTrustedRoots(t, m), root.Equal) {
+			t.Errorf("%s: TRUSTED_ROOTS lacks the new root", m.PNID)
+		}
+	}
+	certmgrRequireMachineSSL(t, r, pnid, old[model.StoreMachineSSL])
+	certmgrRequireSolutionUsers(t, r, pnid, old)
+	for store, c := range certmgrCerts(t, n) {
+		if err := c.CheckSignatureFrom(root); err != nil {
+			t.Errorf("%s: the %s certificate is not issued by the new root: %v", pnid, store, err)
+		}
+	}
+	return root
+}
+
+func TestCertmgrResetAllDryRun(t *testing.T) {
+	r := startLab(t, "healthy")
+	d := r.Lab.Model()
+	res := r.dryRunChangesNothing(certmgrResetAll, 0)
+	want := []string{
+		"replace vcsa1.lab.test VMCA root /var/lib/vmware/vmca/root.cer", lookupSSLTrustSHA1(d.Root.X509.Raw),
+		"new VMCA root certificate CN=vcsa1.lab.test",
+		"replace vcsa1.lab.test VECS MACHINE_SSL_CERT/__MACHINE_CERT",
+		"Lookup Service registrations trusting vcsa1.lab.test's Machine SSL certificate",
+		"run vcsa1.lab.test services",
+		"Other nodes (vcsa2.lab.test) keep certificates signed by the current root",
+		"re-trust or re-register the external solutions",
+		"Dry-run: nothing was changed",
+	}
+	for _, s := range certmgrSolutionStores {
+		want = append(want, "replace vcsa1.lab.test VECS "+s+"/"+s)
+	}
+	certmgrPlanHas(t, res.Stderr, want...)
+}
+
+// TestCertmgrResetAllHealthy resets the first node of a healthy domain (a
+// proactive reset): a new root, every certificate of the node issued by
+// it, the other node untouched and still working on the previous root.
+func TestCertmgrResetAllHealthy(t *testing.T) {
+	r := startLab(t, "healthy")
+	d := r.Lab.Model()
+	n1, n2 := d.Nodes[0], d.Nodes[1]
+	oldRoot := d.Root.X509
+	old, other := certmgrCerts(t, n1), certmgrCerts(t, n2)
+	res := r.mustRun(0, nil, "run", certmgrResetAll, "--yes")
+	certmgrRequireReset(t, r, n1.PNID, oldRoot, old)
+	for s, c := range certmgrCerts(t, n2) {
+		if !c.Equal(other[s]) {
+			t.Errorf("the other node's %s certificate changed", s)
+		}
+	}
+	if !slices.ContainsFunc(certmgrTrustedRoots(t, n2), oldRoot.Equal) {
+		t.Error("the previous root is no longer trusted on the other node")
+	}
+	certmgrRequireServices(t, n2)
+	runDir := certmgrRunDir(t, r)
+	certmgrRequireBackup(t, runDir, "reset", model.StoreMachineSSL, model.AliasMachineCert, old[model.StoreMachineSSL])
+	certmgrRequireBackup(t, runDir, "reset", "vpxd", "vpxd", old["vpxd"])
+	rootBackup, err := filepath.Glob(filepath.Join(runDir, "backups", "*reset*", "vmca", "root.cer"))
+	if err != nil || len(rootBackup) != 1 {
+		t.Fatalf("no backup of root.cer: %v %v", rootBackup, err)
+	}
+	if data, _ := os.ReadFile(rootBackup[0]); !bytes.Contains(data, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: oldRoot.Raw})) {
+		t.Errorf("%s does not hold the previous root", rootBackup[0])
+	}
+	certmgrPlanHas(t, res.Stderr, "Other nodes (vcsa2.lab.test (embedded)): their certificates are still signed by the previous root "+lookupSSLTrustSHA1(oldRoot.Raw))
+}
+
+// TestCertmgrResetAllBothExpired: after the STS fix on all-expired (its
+// restart refused), Machine SSL and solution users have both expired on
+// every node, so options 3 and 6 are refused and option 8 is the fix; it
+// is run on each node in turn and the whole domain works again.
+func TestCertmgrResetAllBothExpired(t *testing.T) {
+	r := startLab(t, "all-expired")
+	d := r.Lab.Model()
+	r.mustRun(3, nil, "run", "sts-regenerate", "--yes")
+	certmgrUnchanged(t, r, 3, []string{"Machine SSL and solution users have both expired: run certmgr-reset-all"}, "run", certmgrMachineSSL, "--yes")
+	certmgrUnchanged(t, r, 3, []string{"Machine SSL and solution users have both expired: run certmgr-reset-all"}, "run", certmgrSolutionUsers, "--yes")
+	n1, n2 := d.Nodes[0], d.Nodes[1]
+	old1, old2 := certmgrCerts(t, n1), certmgrCerts(t, n2)
+	root0 := d.Root.X509
+	r.mustRun(0, nil, "run", certmgrResetAll, "--yes")
+	root1 := certmgrRequireReset(t, r, n1.PNID, root0, old1)
+	certmgrRefreshProfile(t, r)
+	r.mustRun(0, nil, "run", certmgrResetAll, "--yes", "--param", "node="+n2.PNID)
+	certmgrRequireReset(t, r, n2.PNID, root1, old2)
+	// Node 1 works on the root its reset made, still trusted.
+	certmgrRequireMachineSSL(t, r, n1.PNID, nil)
+	certmgrRequireSolutionUsers(t, r, n1.PNID, nil)
+	certmgrRefreshProfile(t, r)
+	r.mustRun(0, nil, "run", "sts-check")
+	r.mustRun(0, nil, "run", lookupSSLTrustCheck)
+}
+
+// TestCertmgrResetAllRefuses: the STS first; and on root-expired, where
+// the STS signing certificate chains to the expired root, option 8 would
+// roll back (it does not replace the STS certificate): refused with the
+// way out.
+func TestCertmgrResetAllRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		scenario string
+		args     []string
+		want     string
+	}{
+		{"sts-expired", nil, "certificate-manager would roll back: regenerate the STS certificate first (runbook sts-regenerate, KB 76719)"},
+		{"all-expired", nil, "regenerate the STS certificate first"},
+		{"root-expired", nil, "the STS signing certificate chains to an expired CA certificate"},
+		{"root-expired", []string{"--dry-run"}, "Run expired-certs-recovery"},
+	} {
+		t.Run(tc.scenario+strings.Join(tc.args, ""), func(t *testing.T) {
+			r := startLab(t, tc.scenario)
+			certmgrUnchanged(t, r, 3, []string{tc.want}, append([]string{"run", certmgrResetAll, "--yes"}, tc.args...)...)
+		})
+	}
+}
