@@ -285,7 +285,6 @@ func TestCertmgrMachineSSLKillAndResume(t *testing.T) {
 	})
 }
 
-
 // certmgrRequireSolutionUsers judges an option 6 replacement on node pnid
 // by its effect: every solution-user certificate in VECS differs from old,
 // is valid and chains to TRUSTED_ROOTS; vmdir's service principal of each
