@@ -94,7 +94,7 @@ func planRestart(ctx context.Context, env *engine.Env, p *restartParams) (engine
 	if err != nil {
 		return engine.Plan{}, err
 	}
-	st, err := readAll(ctx, env, nodes, p.Required)
+	st, err := readAll(ctx, env, nodes, p.Required, false)
 	if err != nil {
 		return engine.Plan{}, err
 	}
@@ -118,7 +118,7 @@ func backupRestart(ctx context.Context, env *engine.Env, p *restartParams) ([]st
 	if err != nil {
 		return nil, err
 	}
-	st, err := readAll(ctx, env, nodes, p.Required)
+	st, err := readAll(ctx, env, nodes, p.Required, false)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func applyRestart(ctx context.Context, env *engine.Env, p *restartParams) (statu
 		}
 		done = append(done, n.PNID())
 	}
-	st, err := readAll(ctx, env, nodes, p.Required)
+	st, err := readAll(ctx, env, nodes, p.Required, false)
 	if err != nil {
 		return statusOutputs{}, err
 	}
@@ -267,7 +267,7 @@ func checkRestart(ctx context.Context, env *engine.Env, p *restartParams) (engin
 		}
 		basis = "this run restarted every node"
 	}
-	st, err := readAll(ctx, env, nodes, p.Required)
+	st, err := readAll(ctx, env, nodes, p.Required, false)
 	if err != nil {
 		return engine.Verdict[statusOutputs]{}, err
 	}

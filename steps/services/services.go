@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -44,7 +45,7 @@ var Required = map[string][]string{
 
 // statusParams are the params of services.status.
 type statusParams struct {
-	Node     string   `yaml:"node" doc:"The PNID of the node to read, or all for every node of the target (one entry each in nodes); the first node when empty."`
+	Node     string   `yaml:"node" doc:"The PNID of the node to read, or all for every node of the target (one entry each in nodes; a node that cannot be reached over the network is recorded there, not a failure); the first node when empty."`
 	Required []string `yaml:"required" doc:"The services that must run for allRunning to be true. When empty, those an appliance needs for its node type: vmafdd, vmdird, vmcad, vmware-stsd, vmware-rhttpproxy, vmware-vpxd-svcs, vmware-vpxd and vsphere-ui on an embedded node; vmafdd, vmdird, vmcad, vmware-stsd and vmware-rhttpproxy on a PSC (infrastructure); vmafdd, vmware-rhttpproxy, vmware-vpxd-svcs, vmware-vpxd and vsphere-ui on a vCenter with an external PSC (management)."`
 }
 
@@ -52,6 +53,12 @@ type statusParams struct {
 type NodeStatus struct {
 	// PNID is the node's PNID.
 	PNID string `json:"pnid" expr:"pnid"`
+	// Reachable is false for a node that could not be reached over the
+	// network (services.status with node: all only); its services are
+	// unknown then, and AllRunning is false.
+	Reachable bool `json:"reachable" expr:"reachable"`
+	// Error says why the node could not be reached; empty when it was.
+	Error string `json:"error" expr:"error"`
 	// NodeType is embedded, infrastructure or management.
 	NodeType string `json:"nodeType" expr:"nodeType"`
 	// Running are the running services, as service-control lists them.
@@ -64,7 +71,8 @@ type NodeStatus struct {
 	// NotRunning are the required services that are not running,
 	// including any service-control does not know.
 	NotRunning []string `json:"notRunning" expr:"notRunning"`
-	// AllRunning is true when every required service runs.
+	// AllRunning is true when the node was read and every required
+	// service runs.
 	AllRunning bool `json:"allRunning" expr:"allRunning"`
 }
 
@@ -75,10 +83,12 @@ type statusOutputs struct {
 	Stopped []string `json:"stopped" expr:"stopped"`
 	// Nodes has one entry per node, in target order.
 	Nodes []NodeStatus `json:"nodes" expr:"nodes"`
-	// AllRunning is true when every required service runs on every node.
+	// AllRunning is true when every node was read and every required
+	// service runs on each: false when a node could not be reached.
 	AllRunning bool `json:"allRunning" expr:"allRunning"`
 	// NotRunning lists each required service that is not running, on any
-	// node, as "<pnid>: <service>".
+	// node read, as "<pnid>: <service>"; the services of a node that could
+	// not be reached are unknown, and not listed.
 	NotRunning []string `json:"notRunning" expr:"notRunning"`
 }
 
@@ -92,6 +102,10 @@ var statusStep = engine.Read[statusParams, statusOutputs]{
 			"certificate they depend on has expired: the STS signing certificate (vmware-stsd, " +
 			"vmware-vpxd-svcs, vsphere-ui; KB 76719), the Machine SSL certificate (the reverse " +
 			"proxy) or a solution user's (vpxd).\n\n" +
+			"With `node: all` a node that cannot be reached over the network is recorded in `nodes` " +
+			"(`reachable: false`, `error`; `allRunning` is then false) instead of failing the step, so " +
+			"that a check can report it; any other failure (a pin that does not match, service-control " +
+			"failing) fails the step, and so does a run in which no node could be reached.\n\n" +
 			"```yaml\n- id: svc\n  uses: services.status\n  with: {node: all}\n" +
 			"- id: all_up\n  uses: assert\n  with:\n    that: ${{ steps.svc.allRunning }}\n" +
 			"    message: \"not running: ${{ join(steps.svc.notRunning, ', ') }}\"\n```",
@@ -104,11 +118,14 @@ func runStatus(ctx context.Context, env *engine.Env, p *statusParams) (statusOut
 	if err != nil {
 		return statusOutputs{}, err
 	}
-	return readAll(ctx, env, nodes, p.Required)
+	return readAll(ctx, env, nodes, p.Required, strings.EqualFold(p.Node, conn.All))
 }
 
-// readAll reads the services of nodes side by side.
-func readAll(ctx context.Context, env *engine.Env, nodes []*target.Node, required []string) (statusOutputs, error) {
+// readAll reads the services of nodes side by side. With skipUnreachable,
+// a node that cannot be reached over the network is recorded as such
+// (unless none can be); any other failure, or any failure without it, is
+// an error.
+func readAll(ctx context.Context, env *engine.Env, nodes []*target.Node, required []string, skipUnreachable bool) (statusOutputs, error) {
 	states := make([]NodeStatus, len(nodes))
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
@@ -116,8 +133,22 @@ func readAll(ctx context.Context, env *engine.Env, nodes []*target.Node, require
 		wg.Go(func() { states[i], errs[i] = readNode(ctx, env, n, required) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	var fatal []error
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case skipUnreachable && ctx.Err() == nil && unreachable(err):
+			states[i] = NodeStatus{PNID: nodes[i].PNID(), Error: shell.Redact(env, err.Error()),
+				Running: []string{}, Stopped: []string{}, Required: []string{}, NotRunning: []string{}}
+		default:
+			fatal = append(fatal, err)
+		}
+	}
+	if err := errors.Join(fatal...); err != nil {
 		return statusOutputs{}, err
+	}
+	if !slices.ContainsFunc(states, func(s NodeStatus) bool { return s.Reachable }) {
+		return statusOutputs{}, fmt.Errorf("read services: no node of the target could be reached: %w", errors.Join(errs...))
 	}
 	return summarize(states), nil
 }
@@ -141,6 +172,12 @@ func summarize(states []NodeStatus) statusOutputs {
 // the node type's defaults).
 func readNode(ctx context.Context, env *engine.Env, n *target.Node, required []string) (NodeStatus, error) {
 	ns := NodeStatus{PNID: n.PNID()}
+	// Connect first, so that a node that cannot be reached fails with the
+	// connection's error (see unreachable).
+	if _, err := n.SSH(ctx); err != nil {
+		return ns, err
+	}
+	ns.Reachable = true
 	nodeType, err := nodeTypeOf(ctx, env, n)
 	if err != nil {
 		return ns, err
@@ -186,4 +223,17 @@ func nodeTypeOf(ctx context.Context, env *engine.Env, n *target.Node) (string, e
 		return "", fmt.Errorf("%s: %s holds %q, not embedded, infrastructure or management", n.PNID(), nodeTypeFile, t)
 	}
 	return t, nil
+}
+
+// unreachable reports whether err means the node could not be reached
+// over the network (refused, timed out, reset), as opposed to a node that
+// answered wrongly or whose pin does not match: the rule the target's
+// facts follow.
+func unreachable(err error) bool {
+	var pin *target.PinError
+	if errors.As(err, &pin) {
+		return false
+	}
+	var op *net.OpError
+	return errors.As(err, &op)
 }

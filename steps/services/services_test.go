@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +16,7 @@ import (
 	"runbook/engine"
 	"runbook/lab"
 	"runbook/lab/model"
+	"runbook/target"
 )
 
 // labNow is the lab clock of these tests.
@@ -151,6 +153,62 @@ func TestStatus(t *testing.T) {
 			t.Errorf("notRunning %v", out.NotRunning)
 		}
 	})
+
+	// With node: all, a node that cannot be reached is recorded, not a
+	// failure; its services are unknown, so not all of them run.
+	t.Run("partner-down", func(t *testing.T) {
+		l, env := testLab(t, "partner-down")
+		out, err := runStatus(t.Context(), env, &statusParams{Node: "all"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Nodes) != 2 || out.AllRunning || len(out.NotRunning) != 0 {
+			t.Fatalf("outputs %+v", out)
+		}
+		n1, n2 := out.Nodes[0], out.Nodes[1]
+		running, stopped := modelStatus(l, 0)
+		if !n1.Reachable || n1.Error != "" || !n1.AllRunning || !slices.Equal(sorted(n1.Running), running) || !slices.Equal(sorted(n1.Stopped), stopped) {
+			t.Errorf("node 1 %+v, model %v / %v", n1, running, stopped)
+		}
+		if n2.PNID != "vcsa2.lab.test" || n2.Reachable || n2.AllRunning || !strings.Contains(n2.Error, "connect ssh vcsa2.lab.test") ||
+			!strings.Contains(n2.Error, "connection refused") || len(n2.Running) != 0 {
+			t.Errorf("node 2 %+v", n2)
+		}
+		if !slices.Equal(out.Running, n1.Running) {
+			t.Error("top-level running is not the first node's")
+		}
+		// Named, the node that is down is a failure.
+		if _, err := runStatus(t.Context(), env, &statusParams{Node: "vcsa2.lab.test"}); err == nil || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("node 2 by name: %v", err)
+		}
+	})
+}
+
+// TestStatusPinMismatch: with node: all, a node whose SSH host key is not
+// the pinned one fails the step; only a node that cannot be reached is
+// recorded instead.
+func TestStatusPinMismatch(t *testing.T) {
+	l, env := testLab(t, "healthy")
+	path, err := l.Profile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := target.LoadProfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Nodes[1].SSH.HostKey = p.Nodes[0].SSH.HostKey
+	tg, err := target.Open(t.Context(), p, target.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tg.Close() })
+	env.Target = tg
+	_, err = runStatus(t.Context(), env, &statusParams{Node: "all"})
+	var pe *target.PinError
+	if !errors.As(err, &pe) || pe.Node != "vcsa2.lab.test" {
+		t.Errorf("error %v, want vcsa2's pin error", err)
+	}
 }
 
 // commandsRun returns the service-control commands node pnid's shell ran.
@@ -292,5 +350,55 @@ func TestRestartSTSExpired(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(env.RunDir, "restart.restarted.json")); err == nil {
 		t.Error("a failed node was recorded as restarted")
+	}
+}
+
+// TestRestartPartnerDown: a restart must reach every node, so a node that
+// is down fails it. Plan and Backup fail (the engine backs up before it
+// applies, so a run restarts nothing); Apply alone restarts the first node
+// and fails at the second, saying so; Check says not applied.
+func TestRestartPartnerDown(t *testing.T) {
+	l, env := testLab(t, "partner-down")
+	ctx := t.Context()
+	p := &restartParams{Node: "all", StopIgnore: true}
+	if _, err := planRestart(ctx, env, p); err == nil || !strings.Contains(err.Error(), "connect ssh vcsa2.lab.test") {
+		t.Errorf("Plan: %v, want vcsa2's connection error", err)
+	}
+	if _, err := backupRestart(ctx, env, p); err == nil || !strings.Contains(err.Error(), "connect ssh vcsa2.lab.test") {
+		t.Errorf("Backup: %v, want vcsa2's connection error", err)
+	}
+	if got := commandsRun(l, "vcsa1.lab.test"); len(got) != 0 {
+		t.Errorf("Plan or Backup restarted vcsa1: %q", got)
+	}
+	_, err := applyRestart(ctx, env, p)
+	if err == nil || !strings.Contains(err.Error(), "connect ssh vcsa2.lab.test") || !strings.Contains(err.Error(), "restarted before it: vcsa1.lab.test") {
+		t.Fatalf("Apply: %v, want vcsa2's connection error after vcsa1's restart", err)
+	}
+	if v, err := checkRestart(ctx, env, p); err != nil || v.State != engine.NotApplied || !strings.Contains(v.Detail, "vcsa2.lab.test") {
+		t.Errorf("Check = %v %q, %v", v.State, v.Detail, err)
+	}
+}
+
+// TestStatusNoneReachable: node: all fails when no node answers.
+func TestStatusNoneReachable(t *testing.T) {
+	l, env := testLab(t, "partner-down")
+	path, err := l.Profile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := target.LoadProfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof.Nodes = prof.Nodes[1:]
+	tg, err := target.Open(t.Context(), prof, target.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tg.Close() })
+	env.Target = tg
+	if _, err := runStatus(t.Context(), env, &statusParams{Node: "all"}); err == nil ||
+		!strings.Contains(err.Error(), "no node of the target could be reached: connect ssh vcsa2.lab.test") {
+		t.Errorf("error %v", err)
 	}
 }

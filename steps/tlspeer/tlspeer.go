@@ -5,7 +5,12 @@ package tlspeer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"runbook/engine"
@@ -21,13 +26,13 @@ func Register(r *engine.Registry) {
 
 // peerParams are the params of tls.peer_certificate.
 type peerParams struct {
-	Node    string `yaml:"node" doc:"The PNID of the node to connect to, or all for every node of the target (one entry each in peers); the first node when empty."`
+	Node    string `yaml:"node" doc:"The PNID of the node to connect to, or all for every node of the target (one entry each in nodes; a node that cannot be reached over the network is recorded there, not a failure); the first node when empty."`
 	Service string `yaml:"service" enum:"https,ldaps" default:"https" doc:"Which of the node's TLS ports to read when port is not given: https (the reverse proxy, 443 on an appliance) or ldaps (vmdir, 636); both serve the Machine SSL certificate. The ports are the target profile's."`
 	Port    int    `yaml:"port" doc:"The TCP port to connect to instead, on the node's address; 0 (the default) means the service's port."`
 }
 
 // peerOutputs are the outputs of tls.peer_certificate: the chain of the
-// (first) node, its leaf's fields at top level, and one entry per node.
+// first node, its leaf's fields at top level, and one entry per node.
 type peerOutputs struct {
 	// Node is the PNID of the node the top-level fields describe.
 	Node string `json:"node" expr:"node"`
@@ -46,25 +51,38 @@ type peerOutputs struct {
 	Base64   string    `json:"base64" expr:"base64"`
 	PEM      string    `json:"pem" expr:"pem"`
 
-	// Peers has one entry per node read, in target order (one entry
-	// unless node is all).
+	// Nodes has one entry per node, in target order (one entry unless
+	// node is all).
+	Nodes []Peer `json:"nodes" expr:"nodes"`
+	// Peers holds the same entries as Nodes, under the name runbooks
+	// written before nodes existed use.
 	Peers []Peer `json:"peers" expr:"peers"`
 }
 
 // Peer is what one node served.
 type Peer struct {
-	Node     string          `json:"node" expr:"node"`
-	Port     int             `json:"port" expr:"port"`
-	Chain    []certinfo.Info `json:"chain" expr:"chain"`
-	Subject  string          `json:"subject" expr:"subject"`
-	Issuer   string          `json:"issuer" expr:"issuer"`
-	SHA1     string          `json:"sha1" expr:"sha1"`
-	SHA256   string          `json:"sha256" expr:"sha256"`
-	NotAfter time.Time       `json:"notAfter" expr:"notAfter"`
-	DaysLeft int             `json:"daysLeft" expr:"daysLeft"`
-	Expired  bool            `json:"expired" expr:"expired"`
-	Base64   string          `json:"base64" expr:"base64"`
-	PEM      string          `json:"pem" expr:"pem"`
+	// Node is the node's PNID.
+	Node string `json:"node" expr:"node"`
+	// Reachable is false for a node that could not be reached over the
+	// network (node: all only); nothing else is set then but Error.
+	Reachable bool `json:"reachable" expr:"reachable"`
+	// Error says why the node could not be reached; empty when it was.
+	Error string `json:"error" expr:"error"`
+	// Port is the port that was read.
+	Port int `json:"port" expr:"port"`
+	// Chain is the chain the server presented, leaf first; the other
+	// fields describe its leaf.
+	Chain []certinfo.Info `json:"chain" expr:"chain"`
+
+	Subject  string    `json:"subject" expr:"subject"`
+	Issuer   string    `json:"issuer" expr:"issuer"`
+	SHA1     string    `json:"sha1" expr:"sha1"`
+	SHA256   string    `json:"sha256" expr:"sha256"`
+	NotAfter time.Time `json:"notAfter" expr:"notAfter"`
+	DaysLeft int       `json:"daysLeft" expr:"daysLeft"`
+	Expired  bool      `json:"expired" expr:"expired"`
+	Base64   string    `json:"base64" expr:"base64"`
+	PEM      string    `json:"pem" expr:"pem"`
 }
 
 var peerStep = engine.Read[peerParams, peerOutputs]{
@@ -75,8 +93,12 @@ var peerStep = engine.Read[peerParams, peerOutputs]{
 			"the server presented, leaf first, with the leaf's fields at top level: KB 2121701 Task 0 " +
 			"compares its `base64` with the Lookup Service's sslTrust, and Task 3's new certificate is " +
 			"its `pem`. The connection is verified only by the target's pin, so an expired or " +
-			"self-signed certificate is read like any other. With `node: all` every node is read, " +
-			"one entry each in `peers`, and the top-level fields are the first node's.\n\n" +
+			"self-signed certificate is read like any other. With `node: all` every node is read side " +
+			"by side, one entry each in `nodes` (also named `peers`), and the top-level fields are the " +
+			"first node's. A node that cannot be reached over the network is recorded there " +
+			"(`reachable: false`, `error`) instead of failing the step, so that a check can report " +
+			"it; any other failure (a pin that does not match, a port that speaks no TLS) fails the " +
+			"step, and so does a run in which no node could be reached.\n\n" +
 			"```yaml\n- id: served\n  uses: tls.peer_certificate\n" +
 			"- uses: note\n  with: {message: \"443 serves ${{ steps.served.sha1 }}\"}\n```",
 	},
@@ -91,20 +113,50 @@ func runPeer(ctx context.Context, env *engine.Env, p *peerParams) (peerOutputs, 
 	if err != nil {
 		return peerOutputs{}, err
 	}
-	out := peerOutputs{Peers: make([]Peer, 0, len(nodes))}
-	for _, n := range nodes {
-		peer, err := read(ctx, n, p)
-		if err != nil {
-			return peerOutputs{}, err
-		}
-		out.Peers = append(out.Peers, peer)
+	all := strings.EqualFold(p.Node, conn.All)
+	peers := make([]Peer, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { peers[i], errs[i] = read(ctx, n, p) })
 	}
-	f := out.Peers[0]
+	wg.Wait()
+	var fatal []error
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case all && ctx.Err() == nil && unreachable(err):
+			peers[i] = Peer{Node: nodes[i].PNID(), Error: err.Error(), Chain: []certinfo.Info{}}
+		default:
+			fatal = append(fatal, err)
+		}
+	}
+	if err := errors.Join(fatal...); err != nil {
+		return peerOutputs{}, err
+	}
+	if !slices.ContainsFunc(peers, func(p Peer) bool { return p.Reachable }) {
+		return peerOutputs{}, fmt.Errorf("read certificates: no node of the target could be reached: %w", errors.Join(errs...))
+	}
+	f := peers[0]
+	out := peerOutputs{Nodes: peers, Peers: peers}
 	out.Node, out.Port, out.Chain = f.Node, f.Port, f.Chain
 	out.Subject, out.Issuer, out.SHA1, out.SHA256 = f.Subject, f.Issuer, f.SHA1, f.SHA256
 	out.NotAfter, out.DaysLeft, out.Expired = f.NotAfter, f.DaysLeft, f.Expired
 	out.Base64, out.PEM = f.Base64, f.PEM
 	return out, nil
+}
+
+// unreachable reports whether err means the node could not be reached
+// over the network (refused, timed out, reset), as opposed to a node that
+// answered wrongly or whose pin does not match: the rule the target's
+// facts follow.
+func unreachable(err error) bool {
+	var pin *target.PinError
+	if errors.As(err, &pin) {
+		return false
+	}
+	var op *net.OpError
+	return errors.As(err, &op)
 }
 
 // read connects to one node's port and describes what it served.
@@ -140,7 +192,7 @@ func read(ctx context.Context, n *target.Node, p *peerParams) (Peer, error) {
 	}
 	l := infos[0]
 	return Peer{
-		Node: n.PNID(), Port: port, Chain: infos,
+		Node: n.PNID(), Reachable: true, Port: port, Chain: infos,
 		Subject: l.Subject, Issuer: l.Issuer, SHA1: l.SHA1, SHA256: l.SHA256,
 		NotAfter: l.NotAfter, DaysLeft: l.DaysLeft, Expired: l.Expired,
 		Base64: l.Base64, PEM: l.PEM,

@@ -3,6 +3,7 @@ package tlspeer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"reflect"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"runbook/engine"
 	"runbook/lab"
 	"runbook/steps/certinfo"
+	"runbook/target"
 )
 
 // testLab starts a lab in scenario and returns it with an Env whose target
@@ -110,6 +112,14 @@ func TestPeer(t *testing.T) {
 				!reflect.DeepEqual(out.Chain, f.Chain) {
 				t.Error("top-level fields are not the first peer's")
 			}
+			if !reflect.DeepEqual(out.Nodes, out.Peers) {
+				t.Error("nodes and peers differ")
+			}
+			for k, p := range out.Nodes {
+				if !p.Reachable || p.Error != "" {
+					t.Errorf("node %d: reachable %v, error %q", k, p.Reachable, p.Error)
+				}
+			}
 		})
 	}
 
@@ -121,6 +131,62 @@ func TestPeer(t *testing.T) {
 	out, err := runPeer(context.Background(), env, &peerParams{})
 	if err != nil || out.SHA1 == certinfo.Describe(old, time.Now()).SHA1 {
 		t.Errorf("node 1 serves the old certificate (%v)", err)
+	}
+}
+
+// TestPeerAll reads every node with node: all. A node that cannot be
+// reached is recorded (reachable false, its error) and the others read; a
+// node whose certificate is not the pinned one fails the step.
+func TestPeerAll(t *testing.T) {
+	for _, tc := range []struct {
+		scenario string
+		online   []bool
+	}{
+		{"healthy", []bool{true, true}},
+		{"partner-down", []bool{true, false}},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			l, env := testLab(t, tc.scenario)
+			d := l.Model()
+			out, err := runPeer(t.Context(), env, &peerParams{Node: "all"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out.Nodes) != len(d.Nodes) || !reflect.DeepEqual(out.Nodes, out.Peers) {
+				t.Fatalf("%d nodes (peers the same: %v), want %d", len(out.Nodes), reflect.DeepEqual(out.Nodes, out.Peers), len(d.Nodes))
+			}
+			for i, p := range out.Nodes {
+				if p.Node != d.Nodes[i].PNID || p.Reachable != tc.online[i] {
+					t.Errorf("node %d: %s reachable %v, want %s %v", i, p.Node, p.Reachable, d.Nodes[i].PNID, tc.online[i])
+				}
+				if !p.Reachable {
+					if !strings.Contains(p.Error, "connect tls "+p.Node) || !strings.Contains(p.Error, "connection refused") || p.SHA1 != "" || len(p.Chain) != 0 {
+						t.Errorf("unreachable node %d: %+v", i, p)
+					}
+					continue
+				}
+				c, _ := d.Nodes[i].MachineCert()
+				if want := certinfo.Describe(c, time.Now()).SHA1; p.SHA1 != want || p.Error != "" || port(l.Nodes()[i].HTTPSAddr) != p.Port {
+					t.Errorf("node %d serves %s on %d (error %q), want the Machine SSL certificate %s", i, p.SHA1, p.Port, p.Error, want)
+				}
+			}
+			if out.Node != out.Nodes[0].Node || out.SHA1 != out.Nodes[0].SHA1 {
+				t.Error("top-level fields are not the first node's")
+			}
+		})
+	}
+
+	// A pin mismatch on the second node fails node: all.
+	l, env := testLab(t, "healthy")
+	tg := env.Target.(*target.Target)
+	c, _ := l.Model().Nodes[0].MachineCert()
+	if err := tg.Nodes()[1].Repin(target.Thumbprint(c)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runPeer(t.Context(), env, &peerParams{Node: "all"})
+	var pe *target.PinError
+	if !errors.As(err, &pe) || pe.Node != "vcsa2.lab.test" {
+		t.Errorf("error %v, want vcsa2's pin error", err)
 	}
 }
 
@@ -169,4 +235,28 @@ func port(addr string) int {
 	_, p, _ := net.SplitHostPort(addr)
 	n, _ := strconv.Atoi(p)
 	return n
+}
+
+// TestPeerNoneReachable: node: all fails when no node answers.
+func TestPeerNoneReachable(t *testing.T) {
+	l, env := testLab(t, "partner-down")
+	path, err := l.Profile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := target.LoadProfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof.Nodes = prof.Nodes[1:]
+	tg, err := target.Open(t.Context(), prof, target.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tg.Close() })
+	env.Target = tg
+	if _, err := runPeer(t.Context(), env, &peerParams{Node: "all"}); err == nil ||
+		!strings.Contains(err.Error(), "no node of the target could be reached: read certificate of vcsa2.lab.test") {
+		t.Errorf("error %v", err)
+	}
 }

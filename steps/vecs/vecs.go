@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -44,13 +45,15 @@ func Register(r *engine.Registry) {
 
 // entriesParams are the params of vecs.entries.
 type entriesParams struct {
-	Node         string   `yaml:"node" doc:"The PNID of the node whose VECS to read; the target's first node when empty."`
+	Node         string   `yaml:"node" doc:"The PNID of the node whose VECS to read, or all for every node of the target (one entry each in nodes; a node that cannot be reached over the network is recorded there, not a failure); the first node when empty."`
 	Stores       []string `yaml:"stores" doc:"The stores to read, such as [MACHINE_SSL_CERT, TRUSTED_ROOTS]; every store vecs-cli store list names when empty. A store that does not exist fails the step."`
 	ExpiringDays int      `yaml:"expiring_days" default:"30" doc:"A certificate that is still valid but has fewer days left than this is expiring (VDT's failure threshold is 30, its warning 60)."`
 }
 
 // Entry is one certificate entry of a VECS store.
 type Entry struct {
+	// Node is the PNID of the node whose VECS holds the entry.
+	Node string `json:"node" expr:"node"`
 	// Store is the store's name.
 	Store string `json:"store" expr:"store"`
 	// Alias is the entry's alias, such as __MACHINE_CERT.
@@ -79,10 +82,15 @@ type Entry struct {
 	IsCA bool `json:"isCA" expr:"isCA"`
 }
 
-// entriesOutputs are the outputs of vecs.entries.
-type entriesOutputs struct {
-	// Node is the PNID of the node read.
-	Node string `json:"node" expr:"node"`
+// NodeEntries is what vecs.entries read on one node.
+type NodeEntries struct {
+	// PNID is the node's PNID.
+	PNID string `json:"pnid" expr:"pnid"`
+	// Reachable is false for a node that could not be reached over the
+	// network (node: all only); nothing else is set then but Error.
+	Reachable bool `json:"reachable" expr:"reachable"`
+	// Error says why the node could not be reached; empty when it was.
+	Error string `json:"error" expr:"error"`
 	// Stores are the stores read, in vecs-cli's order.
 	Stores []string `json:"stores" expr:"stores"`
 	// Entries are the certificate entries, store by store in entry list
@@ -92,16 +100,41 @@ type entriesOutputs struct {
 	Expired []Entry `json:"expired" expr:"expired"`
 	// Expiring are the entries that are still valid but expiring.
 	Expiring []Entry `json:"expiring" expr:"expiring"`
-	// Report is what the VECS one-liner prints (whitespace collapsed, as
-	// the KB articles and blogs show it): "STORE <name>", then per entry
-	// "Alias : <alias>" and, for a certificate, "Not After : <date> GMT".
+	// Report is what the VECS one-liner prints on the node (whitespace
+	// collapsed, as the KB articles and blogs show it): "STORE <name>",
+	// then per entry "Alias : <alias>" and, for a certificate,
+	// "Not After : <date> GMT".
 	Report string `json:"report" expr:"report"`
+}
+
+// entriesOutputs are the outputs of vecs.entries: node, stores and report
+// are the first node's; entries, expired and expiring those of every node
+// read, each naming its node; nodes has one entry per node.
+type entriesOutputs struct {
+	// Node is the PNID of the first node read.
+	Node string `json:"node" expr:"node"`
+	// Stores are the first node's stores, in vecs-cli's order.
+	Stores []string `json:"stores" expr:"stores"`
+	// Entries are the certificate entries of every node read, node by node
+	// in target order.
+	Entries []Entry `json:"entries" expr:"entries"`
+	// Expired are the entries whose certificate has expired, on any node.
+	Expired []Entry `json:"expired" expr:"expired"`
+	// Expiring are the entries that are still valid but expiring, on any
+	// node.
+	Expiring []Entry `json:"expiring" expr:"expiring"`
+	// Report is the first node's VECS one-liner report (see NodeEntries);
+	// each node's is in nodes.
+	Report string `json:"report" expr:"report"`
+	// Nodes has one entry per node, in target order (one entry unless
+	// node is all).
+	Nodes []NodeEntries `json:"nodes" expr:"nodes"`
 }
 
 var entriesStep = engine.Read[entriesParams, entriesOutputs]{
 	Spec: engine.Spec{
 		ID:      "vecs.entries",
-		Summary: "List the certificates in a node's VECS stores with their expiry (the VECS one-liner).",
+		Summary: "List the certificates in the VECS stores of a node, or of every node, with their expiry (the VECS one-liner).",
 		Doc: "Runs `vecs-cli store list` (unless `stores` is given), then `vecs-cli entry list --store S` " +
 			"for each store, and describes each certificate entry from its PEM: names, validity end, " +
 			"days left, SHA-1 thumbprint and CA flag. Only an entry whose PEM is missing or unreadable " +
@@ -113,6 +146,12 @@ var entriesStep = engine.Read[entriesParams, entriesOutputs]{
 			"for MACHINE_SSL_CERT, option 6 for the solution-user stores (machine, vpxd, " +
 			"vpxd-extension, vsphere-webclient, …), option 8 for TRUSTED_ROOTS. Expired entries in " +
 			"BACKUP_STORE raise alarms too (KB 82560).\n\n" +
+			"With `node: all` every node is read side by side, one entry each in `nodes`; `entries`, " +
+			"`expired` and `expiring` are then those of every node, each naming its `node`, while " +
+			"`node`, `stores` and `report` stay the first node's. A node that cannot be reached over " +
+			"the network is recorded in `nodes` (`reachable: false`, `error`) instead of failing the " +
+			"step, so that a check can report it; any other failure (a pin that does not match, " +
+			"vecs-cli failing) fails the step, and so does a run in which no node could be reached.\n\n" +
 			"```yaml\n- id: vecs\n  uses: vecs.entries\n  with: {expiring_days: 60}\n" +
 			"- id: none_expired\n  uses: assert\n  with:\n    that: ${{ len(steps.vecs.expired) == 0 }}\n" +
 			"    message: ${{ steps.vecs.report }}\n```",
@@ -130,22 +169,63 @@ func runEntries(ctx context.Context, env *engine.Env, p *entriesParams) (entries
 	if p.ExpiringDays < 0 {
 		return entriesOutputs{}, fmt.Errorf("expiring_days: %d is negative", p.ExpiringDays)
 	}
-	n, err := conn.Node(env, p.Node)
+	if slices.Contains(p.Stores, "") {
+		return entriesOutputs{}, errors.New("stores: an empty store name")
+	}
+	nodes, err := conn.Nodes(env, p.Node)
 	if err != nil {
 		return entriesOutputs{}, err
+	}
+	all := strings.EqualFold(p.Node, conn.All)
+	results := make([]NodeEntries, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { results[i], errs[i] = readNode(ctx, env, n, p) })
+	}
+	wg.Wait()
+	var fatal []error
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case all && ctx.Err() == nil && unreachable(err):
+			results[i] = NodeEntries{PNID: nodes[i].PNID(), Error: shell.Redact(env, err.Error()),
+				Stores: []string{}, Entries: []Entry{}, Expired: []Entry{}, Expiring: []Entry{}}
+		default:
+			fatal = append(fatal, err)
+		}
+	}
+	if err := errors.Join(fatal...); err != nil {
+		return entriesOutputs{}, err
+	}
+	if !slices.ContainsFunc(results, func(r NodeEntries) bool { return r.Reachable }) {
+		return entriesOutputs{}, fmt.Errorf("read VECS: no node of the target could be reached: %w", errors.Join(errs...))
+	}
+	first := results[0]
+	out := entriesOutputs{Node: first.PNID, Stores: first.Stores, Report: first.Report, Nodes: results,
+		Entries: []Entry{}, Expired: []Entry{}, Expiring: []Entry{}}
+	for _, r := range results {
+		out.Entries = append(out.Entries, r.Entries...)
+		out.Expired = append(out.Expired, r.Expired...)
+		out.Expiring = append(out.Expiring, r.Expiring...)
+	}
+	return out, nil
+}
+
+// readNode reads the stores p names (or every store) on one node. It
+// connects first, so that a node that cannot be reached fails with the
+// connection's error (see unreachable).
+func readNode(ctx context.Context, env *engine.Env, n *target.Node, p *entriesParams) (NodeEntries, error) {
+	if _, err := n.SSH(ctx); err != nil {
+		return NodeEntries{}, err
 	}
 	stores := slices.Clone(p.Stores)
 	if len(stores) == 0 {
 		res, err := shell.Must(ctx, env, n, "vecs-cli store list", vecsCLI("store list"), "")
 		if err != nil {
-			return entriesOutputs{}, err
+			return NodeEntries{}, err
 		}
 		stores = ParseStoreList(res.Stdout)
-	}
-	for _, s := range stores {
-		if s == "" {
-			return entriesOutputs{}, errors.New("stores: an empty store name")
-		}
 	}
 	now := env.Time()
 	lists := make([]storeList, len(stores))
@@ -161,9 +241,9 @@ func runEntries(ctx context.Context, env *engine.Env, p *entriesParams) (entries
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return entriesOutputs{}, err
+		return NodeEntries{}, err
 	}
-	out := entriesOutputs{Node: n.PNID(), Stores: stores, Entries: []Entry{}, Expired: []Entry{}, Expiring: []Entry{}}
+	out := NodeEntries{PNID: n.PNID(), Reachable: true, Stores: stores, Entries: []Entry{}, Expired: []Entry{}, Expiring: []Entry{}}
 	var report strings.Builder
 	for i, s := range stores {
 		fmt.Fprintf(&report, "STORE %s\n", s)
@@ -185,6 +265,19 @@ func runEntries(ctx context.Context, env *engine.Env, p *entriesParams) (entries
 	}
 	out.Report = report.String()
 	return out, nil
+}
+
+// unreachable reports whether err means the node could not be reached
+// over the network (refused, timed out, reset), as opposed to a node that
+// answered wrongly or whose pin does not match: the rule the target's
+// facts follow.
+func unreachable(err error) bool {
+	var pin *target.PinError
+	if errors.As(err, &pin) {
+		return false
+	}
+	var op *net.OpError
+	return errors.As(err, &op)
 }
 
 // isCertType reports whether entries of type t hold a certificate.
@@ -215,7 +308,7 @@ func readStore(ctx context.Context, env *engine.Env, n *target.Node, store strin
 		}
 		info := certinfo.Describe(certs[0], now)
 		sl.certs[le.Alias] = Entry{
-			Store: store, Alias: le.Alias, Type: le.Type, Subject: info.Subject, Issuer: info.Issuer,
+			Node: n.PNID(), Store: store, Alias: le.Alias, Type: le.Type, Subject: info.Subject, Issuer: info.Issuer,
 			NotAfter: info.NotAfter, DaysLeft: info.DaysLeft, Expired: info.Expired,
 			Expiring: !info.Expired && info.DaysLeft < expiringDays, SHA1: info.SHA1, IsCA: info.IsCA,
 		}
@@ -243,7 +336,7 @@ func readStore(ctx context.Context, env *engine.Env, n *target.Node, store strin
 		days := daysLeft(ct.NotAfter, now)
 		expired := now.After(ct.NotAfter)
 		sl.certs[alias] = Entry{
-			Store: store, Alias: alias, Type: texts[i].Type, Subject: ct.Subject, Issuer: ct.Issuer,
+			Node: n.PNID(), Store: store, Alias: alias, Type: texts[i].Type, Subject: ct.Subject, Issuer: ct.Issuer,
 			NotAfter: ct.NotAfter, DaysLeft: days, Expired: expired,
 			Expiring: !expired && days < expiringDays, IsCA: ct.IsCA,
 		}

@@ -19,6 +19,7 @@ import (
 	"runbook/lab"
 	"runbook/lab/model"
 	"runbook/steps/certinfo"
+	"runbook/target"
 )
 
 // labNow is the lab's clock in these tests, so that days left are the same
@@ -69,7 +70,7 @@ func TestRegister(t *testing.T) {
 				t.Errorf("%s params %s: yaml %q doc %q", id, f.Name, f.Tag.Get("yaml"), f.Tag.Get("doc"))
 			}
 		}
-		for _, typ := range []reflect.Type{st.OutputsType(), reflect.TypeFor[Entry]()} {
+		for _, typ := range []reflect.Type{st.OutputsType(), reflect.TypeFor[Entry](), reflect.TypeFor[NodeEntries]()} {
 			for i := range typ.NumField() {
 				f := typ.Field(i)
 				if j := f.Tag.Get("json"); j == "" || j != f.Tag.Get("expr") {
@@ -201,6 +202,25 @@ func TestEntriesExpired(t *testing.T) {
 					}
 				}
 			}
+
+			// With node: all, expired holds every node's, each naming its node.
+			out, err := runEntries(t.Context(), env, &entriesParams{Node: "all", ExpiringDays: 30})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, want []string
+			for _, e := range out.Expired {
+				got = append(got, e.Node+" "+e.Store+"/"+e.Alias)
+			}
+			for _, node := range []string{"vcsa1.lab.test", "vcsa2.lab.test"} {
+				for _, w := range tc.want {
+					want = append(want, node+" "+w)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("node all: expired %v, want %v", got, want)
+			}
 		})
 	}
 }
@@ -234,11 +254,11 @@ func TestEntriesText(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Entry{{
-		Store: "TRUSTED_ROOTS", Alias: "cde610bc107560ce6195d21ad7c7b44922525f0d", Type: TypeTrustedCert,
+		Node: node.PNID, Store: "TRUSTED_ROOTS", Alias: "cde610bc107560ce6195d21ad7c7b44922525f0d", Type: TypeTrustedCert,
 		Subject: "C = US, O = vcsa1.example.com, OU = VMware Engineering, CN = CA", Issuer: "C = US, O = vcsa1.example.com, OU = VMware Engineering, CN = CA",
 		NotAfter: time.Date(2029, 4, 6, 11, 57, 19, 0, time.UTC), DaysLeft: 1404, IsCA: true,
 	}, {
-		Store: "TRUSTED_ROOTS", Alias: "7d008220d219c41b6ee106badf735f4fc7056265", Type: TypeTrustedCert,
+		Node: node.PNID, Store: "TRUSTED_ROOTS", Alias: "7d008220d219c41b6ee106badf735f4fc7056265", Type: TypeTrustedCert,
 		Subject: "C = US, OU = mID-ce510c87-35e6-444e-82f0-60a7527608a3, CN = vpxd-ce510c87-35e6-444e-82f0-60a7527608a3", Issuer: "C = US, O = vcsa1.example.com, OU = VMware Engineering, CN = CA",
 		NotAfter: time.Date(2021, 4, 6, 11, 57, 19, 0, time.UTC), DaysLeft: -1518, Expired: true,
 	}}
@@ -324,5 +344,112 @@ func TestExport(t *testing.T) {
 		if _, err := runExport(ctx, env, &tc.p); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.p, err, tc.want)
 		}
+	}
+}
+
+// TestEntriesAll reads every node with node: all: one entry per node in
+// nodes, entries of every node naming their node, and the first node's
+// fields at top level. A node that cannot be reached is recorded, not a
+// failure; any other failure still fails the step.
+func TestEntriesAll(t *testing.T) {
+	for _, tc := range []struct {
+		scenario string
+		online   []bool
+	}{
+		{"healthy", []bool{true, true}},
+		{"partner-down", []bool{true, false}},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			l, env := testLab(t, tc.scenario)
+			before := l.Snapshot()
+			out, err := runEntries(t.Context(), env, &entriesParams{Node: "all", ExpiringDays: 30})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(before, l.Snapshot()) {
+				t.Error("vecs.entries changed the lab")
+			}
+			d := l.Model()
+			if len(out.Nodes) != len(d.Nodes) {
+				t.Fatalf("%d nodes, want %d", len(out.Nodes), len(d.Nodes))
+			}
+			all := map[string]string{}
+			for i, ne := range out.Nodes {
+				if ne.PNID != d.Nodes[i].PNID || ne.Reachable != tc.online[i] {
+					t.Errorf("node %d: pnid %s reachable %v, want %s %v", i, ne.PNID, ne.Reachable, d.Nodes[i].PNID, tc.online[i])
+				}
+				if !ne.Reachable {
+					if !strings.Contains(ne.Error, "connection refused") || len(ne.Entries) != 0 || len(ne.Stores) != 0 || ne.Report != "" {
+						t.Errorf("unreachable node %d: %+v", i, ne)
+					}
+					continue
+				}
+				if ne.Error != "" || !slices.Equal(ne.Stores, d.Nodes[i].VECS.StoreNames()) || !strings.HasPrefix(ne.Report, "STORE MACHINE_SSL_CERT\nAlias : __MACHINE_CERT\n") {
+					t.Errorf("node %d: error %q stores %v report %.40q", i, ne.Error, ne.Stores, ne.Report)
+				}
+				got := map[string]string{}
+				for _, e := range ne.Entries {
+					if e.Node != ne.PNID {
+						t.Errorf("node %d: entry %s/%s names node %s", i, e.Store, e.Alias, e.Node)
+					}
+					got[e.Store+"/"+e.Alias] = e.SHA1
+					all[e.Node+" "+e.Store+"/"+e.Alias] = e.SHA1
+				}
+				if want := modelCerts(t, l, i); !mapsEqual(got, want) {
+					t.Errorf("node %d entries %v\nwant %v", i, got, want)
+				}
+			}
+			// entries is every node's, in node order; the rest is the first node's.
+			flat := map[string]string{}
+			for _, e := range out.Entries {
+				flat[e.Node+" "+e.Store+"/"+e.Alias] = e.SHA1
+			}
+			if !mapsEqual(flat, all) || len(out.Entries) != len(all) {
+				t.Errorf("entries are not every node's: %d entries, %d in nodes", len(out.Entries), len(all))
+			}
+			f := out.Nodes[0]
+			if out.Node != f.PNID || !slices.Equal(out.Stores, f.Stores) || out.Report != f.Report {
+				t.Error("node, stores and report are not the first node's")
+			}
+			if len(out.Expired) != 0 || len(out.Expiring) != 0 {
+				t.Errorf("expired %v expiring %v", out.Expired, out.Expiring)
+			}
+		})
+	}
+
+	// Naming the node that is down fails: only node: all records it.
+	_, env := testLab(t, "partner-down")
+	if _, err := runEntries(t.Context(), env, &entriesParams{Node: "vcsa2.lab.test", ExpiringDays: 30}); err == nil ||
+		!strings.Contains(err.Error(), "connect ssh vcsa2.lab.test") {
+		t.Errorf("node 2 by name: %v, want its connection error", err)
+	}
+	// Any other failure still fails node: all.
+	if _, err := runEntries(t.Context(), env, &entriesParams{Node: "all", Stores: []string{"NOSUCH"}, ExpiringDays: 30}); err == nil ||
+		!strings.Contains(err.Error(), "vcsa1.lab.test: vecs-cli entry list --store NOSUCH exited with code") {
+		t.Errorf("unknown store on node: all: %v", err)
+	}
+}
+
+// TestEntriesNoneReachable: node: all fails when no node answers.
+func TestEntriesNoneReachable(t *testing.T) {
+	l, env := testLab(t, "partner-down")
+	path, err := l.Profile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := target.LoadProfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof.Nodes = prof.Nodes[1:]
+	tg, err := target.Open(t.Context(), prof, target.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tg.Close() })
+	env.Target = tg
+	if _, err := runEntries(t.Context(), env, &entriesParams{Node: "all", ExpiringDays: 30}); err == nil ||
+		!strings.Contains(err.Error(), "no node of the target could be reached: connect ssh vcsa2.lab.test") {
+		t.Errorf("error %v", err)
 	}
 }
