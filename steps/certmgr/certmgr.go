@@ -409,6 +409,14 @@ func backupRun(ctx context.Context, env *engine.Env, p *runParams) ([]string, er
 			}
 			st.TrustedRoots = append(st.TrustedRoots, r.state)
 		}
+		if st.TrustedRootCRLs, err = j.crlAliases(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if st.RootFile != "" {
+		if err := j.backupRootFiles(ctx, st, save); err != nil {
+			return nil, err
+		}
 	}
 	manifest, err := saveBefore(env, st)
 	if err != nil {
@@ -416,6 +424,64 @@ func backupRun(ctx context.Context, env *engine.Env, p *runParams) ([]string, er
 	}
 	env.Logf("%s: saved %d certificate(s) and their keys before option %s into %s", j.n.PNID(), len(st.Certs), j.option, env.BackupDir)
 	return append(files, manifest...), nil
+}
+
+// backupRootFiles saves what option 8 changes of the VMCA root besides
+// root.cer: its private key, which Restore needs to make the old root
+// VMCA's again, and the previous-generation files root.cer.0 and
+// privatekey.pem.0 (copied when they exist, recorded as absent when not).
+func (j *job) backupRootFiles(ctx context.Context, st *beforeState, save func(rel string, data []byte, perm os.FileMode) error) error {
+	key, err := readRemote(ctx, j.n, PathRootKey)
+	if err != nil {
+		return err
+	}
+	st.RootKeyFile = filepath.Join("vmca", filepath.Base(PathRootKey))
+	if err := save(st.RootKeyFile, key, 0o600); err != nil {
+		return err
+	}
+	sc, err := j.n.SFTP(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range previousRootFiles {
+		rec := fileState{Path: p}
+		fi, err := sc.Stat(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return fmt.Errorf("stat %s on %s: %w", p, j.n.PNID(), err)
+		default:
+			data, err := readRemote(ctx, j.n, p)
+			if err != nil {
+				return err
+			}
+			rec.Exists, rec.Mode = true, fmt.Sprintf("%04o", fi.Mode().Perm())
+			rec.File = filepath.Join("vmca", filepath.Base(p))
+			if err := save(rec.File, data, 0o600); err != nil {
+				return err
+			}
+		}
+		st.RootPrevious = append(st.RootPrevious, rec)
+	}
+	return nil
+}
+
+// crlAliases lists the aliases of TRUSTED_ROOT_CRLS (none when the node
+// has no such store).
+func (j *job) crlAliases(ctx context.Context) ([]string, error) {
+	stores, err := j.vecs.stores(ctx)
+	if err != nil || !slices.Contains(stores, StoreTrustedRootCRLs) {
+		return nil, err
+	}
+	es, err := j.vecs.entries(ctx, StoreTrustedRootCRLs)
+	if err != nil {
+		return nil, err
+	}
+	aliases := []string{}
+	for _, e := range es {
+		aliases = append(aliases, e.Alias)
+	}
+	return aliases, nil
 }
 
 // trustedRoot is one TRUSTED_ROOTS entry to back up.

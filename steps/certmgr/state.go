@@ -72,6 +72,26 @@ type beforeState struct {
 	// RootFile is the copy of the VMCA root file (option 8 on a node that
 	// runs VMCA), relative to the backup folder.
 	RootFile string `json:"rootFile,omitempty"`
+	// RootKeyFile is the copy of the VMCA root's private key
+	// (/var/lib/vmware/vmca/privatekey.pem, mode 0600), relative to the
+	// backup folder: Restore needs it to make the old root VMCA's again.
+	RootKeyFile string `json:"rootKeyFile,omitempty"`
+	// RootPrevious are the previous-generation root files option 8
+	// overwrites (root.cer.0 and privatekey.pem.0), as they were.
+	RootPrevious []fileState `json:"rootPrevious,omitempty"`
+	// TrustedRootCRLs are the aliases TRUSTED_ROOT_CRLS held (option 8):
+	// Restore deletes the CRLs published since. Nil when not recorded.
+	TrustedRootCRLs []string `json:"trustedRootCRLs,omitempty"`
+}
+
+// fileState is a file of the node as it was: its copy, or its absence.
+type fileState struct {
+	Path   string `json:"path"`
+	Exists bool   `json:"exists"`
+	// Mode is its permission bits in octal, such as "0600".
+	Mode string `json:"mode,omitempty"`
+	// File is the copy, relative to the backup folder.
+	File string `json:"file,omitempty"`
 }
 
 // manifestFile is the before-state's name, in the backup folder and in

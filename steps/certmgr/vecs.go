@@ -26,13 +26,29 @@ const (
 	PathVecsCLI = "/usr/lib/vmware-vmafd/bin/vecs-cli"
 	// PathRootCert is the VMCA root certificate of a node that runs VMCA.
 	PathRootCert = "/var/lib/vmware/vmca/root.cer"
+	// PathRootKey is the VMCA root's private key.
+	PathRootKey = "/var/lib/vmware/vmca/privatekey.pem"
+	// PathCertool is VMCA's command-line client.
+	PathCertool = "/usr/lib/vmware-vmca/bin/certool"
+	// PathDirCLI is vmdir's command-line client.
+	PathDirCLI = "/usr/lib/vmware-vmafd/bin/dir-cli"
+	// PathVmafdCLI is vmafd's command-line client.
+	PathVmafdCLI = "/usr/lib/vmware-vmafd/bin/vmafd-cli"
+	// PathServiceControl stops and starts the appliance's services.
+	PathServiceControl = "/usr/bin/service-control"
 )
+
+// previousRootFiles are where certool keeps the previous VMCA root when it
+// installs a new one.
+var previousRootFiles = []string{PathRootCert + ".0", PathRootKey + ".0"}
 
 // VECS stores and aliases certificate-manager replaces.
 const (
 	StoreMachineSSL   = "MACHINE_SSL_CERT"
 	AliasMachineCert  = "__MACHINE_CERT"
 	StoreTrustedRoots = "TRUSTED_ROOTS"
+	// StoreTrustedRootCRLs holds the CRLs of the trusted roots.
+	StoreTrustedRootCRLs = "TRUSTED_ROOT_CRLS"
 )
 
 // solutionUsers are the solution-user stores option 6 replaces, when the
