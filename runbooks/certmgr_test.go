@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"runbook/lab/model"
+	"runbook/lab/pki"
 )
 
 const (
@@ -269,7 +270,7 @@ func TestCertmgrMachineSSLRefuses(t *testing.T) {
 		{"all-expired", nil, "certificate-manager would roll back: regenerate the STS certificate first (runbook sts-regenerate, KB 76719)"},
 		{"all-expired", []string{"--dry-run"}, "regenerate the STS certificate first"},
 		{"solution-users-expired", nil, "Run certmgr-solution-users (option 6) first"},
-		{"root-expired", nil, "Run certmgr-reset-all"},
+		{"root-expired", nil, "Run expired-certs-recovery"},
 		{"healthy", []string{"--param", "node=vcsa9.lab.test"}, "node is not a node of this target"},
 	} {
 		t.Run(tc.scenario+strings.Join(tc.args, ""), func(t *testing.T) {
@@ -358,7 +359,7 @@ func TestCertmgrSolutionUsersRefuses(t *testing.T) {
 		{"sts-expired", "certificate-manager would roll back: regenerate the STS certificate first (runbook sts-regenerate, KB 76719)"},
 		{"all-expired", "regenerate the STS certificate first"},
 		{"machine-ssl-expired", "run certmgr-reset-all (option 8"},
-		{"root-expired", "Run certmgr-reset-all"},
+		{"root-expired", "Run expired-certs-recovery"},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
 			r := startLab(t, tc.scenario)
@@ -505,5 +506,40 @@ func TestCertmgrResetAllRefuses(t *testing.T) {
 			r := startLab(t, tc.scenario)
 			certmgrUnchanged(t, r, 3, []string{tc.want}, append([]string{"run", certmgrResetAll, "--yes"}, tc.args...)...)
 		})
+	}
+}
+
+// certmgrAddExpiredRoot puts an expired CA certificate that nothing
+// chains to into every node's TRUSTED_ROOTS, as option 8 leaves the
+// previous root there, and returns it.
+func certmgrAddExpiredRoot(t *testing.T, r *labRun) *x509.Certificate {
+	t.Helper()
+	d := r.Lab.Model()
+	now := d.Now()
+	ca, err := pki.NewRoot("Old Root CA", now.AddDate(-10, 0, 0), now.AddDate(0, 0, -40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range d.Nodes {
+		e := model.Entry{Alias: strings.ToLower(pki.SHA1Hex(ca.DER)), Type: model.TrustedCert, Certs: [][]byte{ca.DER}}
+		if err := n.VECS.Create(model.StoreTrustedRoots, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ca.X509
+}
+
+// TestCertmgrMachineSSLLeftoverRoot: an expired root nothing chains to any
+// more (the previous root, which option 8 keeps in TRUSTED_ROOTS) does not
+// stop option 3, as it would stop every later run if it did; it is shown.
+func TestCertmgrMachineSSLLeftoverRoot(t *testing.T) {
+	r := startLab(t, "machine-ssl-expired")
+	certmgrAddExpiredRoot(t, r)
+	n := r.Lab.Model().Nodes[0]
+	old := certmgrCert(t, n, model.StoreMachineSSL, model.AliasMachineCert)
+	res := r.mustRun(0, nil, "run", certmgrMachineSSL, "--yes")
+	certmgrRequireMachineSSL(t, r, n.PNID, old)
+	if !strings.Contains(res.Stderr, "TRUSTED_ROOTS/") || !strings.Contains(res.Stderr, ": EXPIRED on") {
+		t.Errorf("the report does not show the expired root:\n%s", res.Stderr)
 	}
 }
