@@ -375,6 +375,8 @@ func TestSTSRegenerateRefuses(t *testing.T) {
 				}
 				return r
 			}},
+		{name: "node down", code: 3, want: "A node of the target profile cannot be reached",
+			setup: func(t *testing.T) *labRun { return startLab(t, "partner-down") }},
 		{name: "domain locked", code: 5, want: "sso-domain:vsphere.local",
 			setup: func(t *testing.T) *labRun {
 				r := startLab(t, "sts-expired")
