@@ -543,3 +543,184 @@ func TestCertmgrMachineSSLLeftoverRoot(t *testing.T) {
 		t.Errorf("the report does not show the expired root:\n%s", res.Stderr)
 	}
 }
+
+// certmgrRequireSTS judges the STS signing credential by its effect: one
+// TenantCredential, active, whose leaf and chain are valid now and whose
+// chain ends in a root every node trusts, its key the leaf's, and one
+// TrustedCertChain holding the same chain. It returns the leaf.
+func certmgrRequireSTS(t *testing.T, r *labRun) *x509.Certificate {
+	t.Helper()
+	d := r.Lab.Model()
+	now := d.Now()
+	creds, err := d.TenantCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(creds) != 1 {
+		t.Fatalf("%d TenantCredential entries, want 1", len(creds))
+	}
+	cred := creds[0]
+	if active, err := d.ActiveSTS(); err != nil || active.DN != cred.DN {
+		t.Errorf("active credential %v (%v), want %s", active.DN, err, cred.DN)
+	}
+	for i, c := range cred.Certs {
+		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			t.Errorf("%s certificate %d (%s) is not valid now", cred.DN, i, c.Subject)
+		}
+	}
+	if cred.Leaf() == nil || len(cred.Certs) < 2 {
+		t.Fatalf("%s holds no chain", cred.DN)
+	}
+	if _, err := pki.ParseCert(cred.Leaf().Raw, cred.Key); err != nil {
+		t.Errorf("%s: the key is not the leaf's: %v", cred.DN, err)
+	}
+	root := cred.Certs[len(cred.Certs)-1]
+	for _, n := range d.Nodes {
+		if !slices.ContainsFunc(certmgrTrustedRoots(t, n), root.Equal) {
+			t.Errorf("%s: TRUSTED_ROOTS lacks the STS chain's root %s", n.PNID, root.Subject)
+		}
+	}
+	chains, err := d.TrustedCertChains()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chains) != 1 || !slices.EqualFunc(chains[0].Certs, cred.Certs, (*x509.Certificate).Equal) {
+		t.Errorf("%d TrustedCertChain entries, want one holding the credential's chain", len(chains))
+	}
+	return cred.Leaf()
+}
+
+// certmgrRequireRecovered judges expired-certs-recovery by the lab's
+// state: the STS signing credential valid, every node's Machine SSL and
+// solution-user certificates valid, chaining to TRUSTED_ROOTS, served on
+// 443, trusted by its registrations and held by vmdir's solution users,
+// every automatic service running on every node, and the Lookup Service
+// sslTrust of every node in sync with what it serves.
+func certmgrRequireRecovered(t *testing.T, r *labRun) {
+	t.Helper()
+	certmgrRequireSTS(t, r)
+	for _, n := range r.Lab.Model().Nodes {
+		certmgrRequireMachineSSL(t, r, n.PNID, nil)
+		certmgrRequireSolutionUsers(t, r, n.PNID, nil)
+	}
+	lookupSSLTrustInSync(t, r)
+}
+
+func TestExpiredCertsRecoveryDryRun(t *testing.T) {
+	r := startLab(t, "all-expired")
+	d := r.Lab.Model()
+	res := r.dryRunChangesNothing(certmgrRecovery, 0)
+	certmgrPlanHas(t, res.Stderr,
+		"STS signing certificate (TenantCredential-1, "+stsThumbprint(stsActiveLeaf(t, d))+"): EXPIRED",
+		"vcsa1.lab.test: MACHINE_SSL_CERT/__MACHINE_CERT EXPIRED",
+		"- the VMCA root is valid: keep it",
+		"- regenerate the STS signing certificate (KB 76719, as sts-regenerate does): new TenantCredential-2",
+		"vcsa1.lab.test: certificate-manager option 8, Reset all Certificates (Machine SSL and solution users have both expired",
+		"vcsa2.lab.test: certificate-manager option 8, Reset all Certificates",
+		"create vcsa1.lab.test ldap "+d.TenantCredentialDN(2),
+		"delete vcsa1.lab.test ldap "+d.TenantCredentialDN(1),
+		"delete vcsa1.lab.test ldap "+d.TrustedChainDN(1),
+		"create vcsa1.lab.test certool sts certificate",
+		"replace vcsa1.lab.test VMCA root /var/lib/vmware/vmca/root.cer",
+		"replace vcsa2.lab.test VECS vpxd/vpxd",
+		"restart vcsa1.lab.test services",
+		"restart vcsa2.lab.test services",
+		"Dry-run: nothing was changed")
+}
+
+// TestExpiredCertsRecovery runs the recovery on every scenario it applies
+// to and judges it by the lab's state; the options each node needed are
+// in its plan.
+func TestExpiredCertsRecovery(t *testing.T) {
+	for _, tc := range []struct {
+		scenario string
+		want     []string
+	}{
+		{"all-expired", []string{"vcsa1.lab.test: certificate-manager option 8", "vcsa2.lab.test: certificate-manager option 8", "- regenerate the STS signing certificate"}},
+		{"sts-expired", []string{"vcsa1.lab.test: nothing to replace", "vcsa2.lab.test: nothing to replace", "- regenerate the STS signing certificate"}},
+		{"machine-ssl-expired", []string{"vcsa1.lab.test: certificate-manager option 3", "vcsa2.lab.test: certificate-manager option 3", "- the STS signing certificate is valid: keep it"}},
+		{"solution-users-expired", []string{"vcsa1.lab.test: certificate-manager option 6", "vcsa2.lab.test: certificate-manager option 6"}},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			r := startLab(t, tc.scenario)
+			res := r.mustRun(0, nil, "run", certmgrRecovery, "--yes")
+			certmgrRequireRecovered(t, r)
+			certmgrPlanHas(t, res.Stderr, append(tc.want, "Recovery finished.")...)
+			requireBackups(t, certmgrRunDir(t, r))
+		})
+	}
+}
+
+// TestExpiredCertsRecoveryRootExpired: with the VMCA root expired, the STS
+// signing certificate chains to it and vmcad is down, so neither fixsts
+// nor certificate-manager alone can work. The recovery replaces the root
+// first (certool --selfca, fixsts.sh's root branch), then the STS, then
+// resets every node with option 8.
+func TestExpiredCertsRecoveryRootExpired(t *testing.T) {
+	r := startLab(t, "root-expired")
+	d := r.Lab.Model()
+	oldRoot := d.Root.X509
+	oldKey, err := d.Nodes[0].ReadFile(model.PathRootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := r.mustRun(0, nil, "run", certmgrRecovery, "--yes")
+	certmgrPlanHas(t, res.Stderr, "- replace the expired VMCA root on vcsa1.lab.test",
+		"vcsa1.lab.test: certificate-manager option 8, Reset all Certificates (its certificates are issued by an expired root",
+		"vcsa2.lab.test: certificate-manager option 8", "Recovery finished.")
+	certmgrRequireRecovered(t, r)
+	if root := d.Root.X509; root.Equal(oldRoot) || d.Now().After(root.NotAfter) {
+		t.Errorf("the VMCA root is not a new, valid one")
+	}
+	for _, n := range d.Nodes {
+		for store, c := range certmgrCerts(t, n) {
+			if c.CheckSignatureFrom(oldRoot) == nil {
+				t.Errorf("%s: %s is still issued by the expired root", n.PNID, store)
+			}
+		}
+	}
+	// The expired root and its key were copied before they were replaced.
+	runDir := certmgrRunDir(t, r)
+	cert, err := os.ReadFile(filepath.Join(runDir, "vmca-before", "root.cer"))
+	if err != nil || !bytes.Contains(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: oldRoot.Raw})) {
+		t.Errorf("vmca-before/root.cer is not the expired root (%v)", err)
+	}
+	key := filepath.Join(runDir, "vmca-before", "privatekey.pem")
+	if data, err := os.ReadFile(key); err != nil || !bytes.Equal(data, oldKey) {
+		t.Errorf("vmca-before/privatekey.pem is not the expired root's key (%v)", err)
+	}
+	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("the root key copy is readable by others: %v", err)
+	}
+	if strings.Contains(res.Stdout+res.Stderr, "PRIVATE KEY") {
+		t.Error("the output shows a private key")
+	}
+	certmgrRefreshProfile(t, r)
+	r.mustRun(0, nil, "run", "sts-check")
+	// Run again: the expired root left in TRUSTED_ROOTS (nothing is
+	// issued by it) is reported, and nothing is done.
+	certmgrUnchanged(t, r, 0, []string{"Nothing has expired", "TRUSTED_ROOTS/" + strings.ToLower(pki.SHA1Hex(oldRoot.Raw))}, "run", certmgrRecovery, "--yes")
+}
+
+func TestExpiredCertsRecoveryHealthy(t *testing.T) {
+	r := startLab(t, "healthy")
+	r.dryRunChangesNothing(certmgrRecovery, 0)
+	res := certmgrUnchanged(t, r, 0, []string{"Nothing has expired", "Nothing had expired; nothing was changed.",
+		"every required service runs on every node", "every node's endpoints trust the certificate its port 443 serves"},
+		"run", certmgrRecovery, "--yes")
+	if strings.Contains(res.Stderr, "Have OFFLINE snapshots") {
+		t.Errorf("asked for snapshots with nothing to do:\n%s", res.Stderr)
+	}
+}
+
+// TestExpiredCertsRecoveryFindings: a domain whose certificates are valid
+// but whose services are stopped or sslTrust stale is not "recovered":
+// the re-check reports it and exits 6, changing nothing.
+func TestExpiredCertsRecoveryFindings(t *testing.T) {
+	r := startLab(t, "stale-ssltrust")
+	certmgrUnchanged(t, r, 6, []string{"Nothing has expired", "MISMATCH: ", "run lookup-ssltrust-update"}, "run", certmgrRecovery, "--yes")
+}
+
+func TestExpiredCertsRecoveryKillAndResume(t *testing.T) {
+	killAndResumeEverywhere(t, "all-expired", certmgrRecovery, nil, certmgrRequireRecovered)
+}
