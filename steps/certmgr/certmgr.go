@@ -12,6 +12,9 @@
 // generation), recognizes its progress and rollback lines, and, after a
 // Machine SSL replacement, moves the target's TLS pin to the new
 // certificate read from the appliance's own VECS over SSH.
+//
+// Restore puts a node back as such a backup describes it, through the
+// appliance's own tools, as certificate-manager's option 7 (revert) does.
 package certmgr
 
 import (
@@ -100,9 +103,22 @@ var runStep = engine.Write[runParams, runOutputs]{
 			"on a terminal that does not echo and is masked in the transcript.\n\n" +
 			"Backup exports, with vecs-cli over SSH, every certificate and private key the option " +
 			"replaces into the step's backup folder (`<store>/<alias>.crt`, `.key` mode 0600), for " +
-			"option 8 also TRUSTED_ROOTS and the VMCA root file, with `before.json` describing them: " +
-			"certificate-manager's BACKUP_STORE keeps only the last generation, so these copies are the " +
-			"real backup.\n\n" +
+			"option 8 also TRUSTED_ROOTS, TRUSTED_ROOT_CRLS' aliases, the VMCA root file and its private key " +
+			"(`vmca/privatekey.pem`, mode 0600) and `root.cer.0`/`privatekey.pem.0` as they were, with " +
+			"`before.json` describing them: certificate-manager's BACKUP_STORE keeps only the last " +
+			"generation, so these copies are the real backup.\n\n" +
+			"`certmgr.Restore` puts the node back from that folder, as certificate-manager's option 7 " +
+			"(revert) would, through the appliance's tools: `certool --rootca` with the saved root (option " +
+			"8); the Lookup Service endpoints that trust the current Machine SSL certificate re-pointed to " +
+			"the saved one (options 3 and 8); `vecs-cli entry delete -y` and `entry create` for each saved " +
+			"entry that differs (certificates and keys uploaded to a private folder under /tmp and removed " +
+			"afterwards); `dir-cli service update` for the solution users' service principals (options 6 " +
+			"and 8, the SSO password on dir-cli's standard input); TRUSTED_ROOTS and TRUSTED_ROOT_CRLS " +
+			"entries the backup does not list deleted (option 8); `service-control --stop --ignore --all` " +
+			"and `--start --all`; the TLS pin moved back. It changes only what differs, so it can be run " +
+			"again, and checks the whole folder first (a missing or corrupt one changes nothing). It cannot " +
+			"unpublish option 8's new root from vmdir (nor touch the other nodes' TRUSTED_ROOTS), and " +
+			"leaves BACKUP_STORE and the logs as certificate-manager left them.\n\n" +
 			"Apply follows the `Status : N% Completed [...]` lines. When certificate-manager rolls back " +
 			"(services did not start) the step fails with its last lines and the end of " +
 			"`/var/log/vmware/vmcad/certificate-manager.log`; success requires `100% Completed [All " +

@@ -212,6 +212,8 @@ type restoreLab struct {
 	before []byte // the snapshot before the step
 	oldSSL *x509.Certificate
 	pnid   string
+	// newRoot is the VMCA root after Apply.
+	newRoot *pki.CA
 }
 
 // appliedLab runs Backup and Apply of option on the first node of a fresh
@@ -229,6 +231,7 @@ func appliedLab(t *testing.T, scenario, option string) *restoreLab {
 	if out, err := applyRun(ctx, e.env, p); err != nil {
 		t.Fatalf("Apply: %v\n%s", err, out.Transcript)
 	}
+	r.newRoot = labRoot(e.d)
 	var err error
 	if r.n, err = conn.Node(e.env, ""); err != nil {
 		t.Fatal(err)
@@ -254,13 +257,54 @@ func (r *restoreLab) restore(t *testing.T, dir string) (string, error) {
 	return out.String(), err
 }
 
+// requireRestored requires the lab to be as before certmgr.run but for
+// the differences listed as cannot-undo (each of which must occur: a rule
+// that matches nothing is a stale excuse), then checks through the target
+// what the snapshot implies: the pin and port 443 back on the old
+// certificate, services running, no password in any command line. It
+// returns the snapshot.
+func (r *restoreLab) requireRestored(t *testing.T, option string) []byte {
+	t.Helper()
+	rules := commonCannotUndo(option, r.pnid)
+	if option == "8" {
+		newRoot := r.newRoot
+		rules = append(rules, option8CannotUndo(r.pnid, r.d.CADN(newRoot.X509), pki.SHA1Hex(newRoot.DER))...)
+	}
+	restored := r.l.Snapshot()
+	unexplained, used := diffBut(r.before, restored, rules)
+	if len(unexplained) > 0 {
+		t.Errorf("the lab after Restore differs from before certmgr.run:\n%s", strings.Join(unexplained, "\n"))
+	}
+	for _, rule := range rules {
+		if !used[rule.what] {
+			t.Errorf("cannot-undo %q accounts for no difference: drop it", rule.what)
+		}
+	}
+	if pinned, _ := r.n.Pins(); !sameSHA1(pinned, target.Thumbprint(r.oldSSL)) {
+		t.Errorf("pin %s, want the restored certificate's %s", pinned, target.Thumbprint(r.oldSSL))
+	}
+	chain, err := r.n.DialTLS(t.Context(), 0)
+	if err != nil || !chain[0].Equal(r.oldSSL) {
+		t.Errorf("port 443 after Restore: %v", err)
+	}
+	node := r.d.Nodes[0]
+	for _, name := range node.Services.Names() {
+		if auto, _ := node.Services.Automatic(name); auto {
+			if running, _ := node.Services.Running(name); !running {
+				t.Errorf("service %s is not running after Restore", name)
+			}
+		}
+	}
+	for _, cmd := range r.l.SSHAudit(r.pnid) {
+		r.noPassword(t, "a command line", cmd)
+	}
+	return restored
+}
+
 // TestRestore runs certmgr.run's Backup and Apply, then Restore from the
-// backup folder, and requires the lab to be as before but for the
-// differences listed as cannot-undo (each of which must occur: a rule
-// that matches nothing is a stale excuse). It then checks what the
-// snapshot implies through the target: the pin and port 443, services
-// running, no password in any command line; and that a second Restore
-// changes nothing.
+// backup folder, and requires the lab to be as before but for what
+// Restore cannot undo (requireRestored); Check must say not applied, and
+// a second Restore must change nothing.
 func TestRestore(t *testing.T) {
 	for _, tc := range []struct {
 		name, scenario, option string
@@ -284,12 +328,6 @@ func TestRestore(t *testing.T) {
 			if bytes.Equal(applied, r.before) {
 				t.Fatal("Apply changed nothing: the test proves nothing")
 			}
-			rules := commonCannotUndo(tc.option, r.pnid)
-			if tc.option == "8" {
-				newRoot := labRoot(r.d)
-				rules = append(rules, option8CannotUndo(r.pnid, r.d.CADN(newRoot.X509), pki.SHA1Hex(newRoot.DER))...)
-			}
-
 			said, err := r.restore(t, r.env.BackupDir)
 			if err != nil {
 				t.Fatalf("Restore: %v\n%s", err, said)
@@ -299,37 +337,7 @@ func TestRestore(t *testing.T) {
 					t.Errorf("Restore did not say %q:\n%s", want, said)
 				}
 			}
-			restored := r.l.Snapshot()
-			unexplained, used := diffBut(r.before, restored, rules)
-			if len(unexplained) > 0 {
-				t.Errorf("the lab after Restore differs from before certmgr.run:\n%s", strings.Join(unexplained, "\n"))
-			}
-			for _, rule := range rules {
-				if !used[rule.what] {
-					t.Errorf("cannot-undo %q accounts for no difference: drop it", rule.what)
-				}
-			}
-
-			// Through the target: the pin is back on the old certificate,
-			// which port 443 serves.
-			if pinned, _ := r.n.Pins(); !sameSHA1(pinned, target.Thumbprint(r.oldSSL)) {
-				t.Errorf("pin %s, want the restored certificate's %s", pinned, target.Thumbprint(r.oldSSL))
-			}
-			chain, err := r.n.DialTLS(ctx, 0)
-			if err != nil || !chain[0].Equal(r.oldSSL) {
-				t.Errorf("port 443 after Restore: %v", err)
-			}
-			node := r.d.Nodes[0]
-			for _, name := range node.Services.Names() {
-				if auto, _ := node.Services.Automatic(name); auto {
-					if running, _ := node.Services.Running(name); !running {
-						t.Errorf("service %s is not running after Restore", name)
-					}
-				}
-			}
-			for _, cmd := range r.l.SSHAudit(r.pnid) {
-				r.noPassword(t, "a command line", cmd)
-			}
+			restored := r.requireRestored(t, tc.option)
 
 			// Check says the step is not applied any more.
 			if v, err := checkRun(ctx, r.env, r.params(tc.option)); err != nil || v.State != engine.NotApplied {
@@ -351,30 +359,58 @@ func TestRestore(t *testing.T) {
 	}
 }
 
+// editManifest rewrites the before.json of backup folder dir with edit.
+func editManifest(t *testing.T, dir string, edit func(st *beforeState)) {
+	t.Helper()
+	p := filepath.Join(dir, manifestFile)
+	data, err := os.ReadFile(p)
+	must(t, err)
+	var st beforeState
+	must(t, json.Unmarshal(data, &st))
+	edit(&st)
+	data, err = json.Marshal(&st)
+	must(t, err)
+	must(t, os.WriteFile(p, data, 0o600))
+}
+
+// TestRestoreResumes puts the lab in the state a Restore of option 8
+// leaves when it dies right after deleting the Machine SSL entry (the
+// VMCA root and the registrations already restored, the entry gone, the
+// rest not done yet), through a Restore of part of the backup and
+// vecs-cli, then requires a whole Restore to finish the job.
+func TestRestoreResumes(t *testing.T) {
+	r := appliedLab(t, "healthy", "8")
+	part := t.TempDir()
+	must(t, os.CopyFS(part, os.DirFS(r.env.BackupDir)))
+	editManifest(t, part, func(st *beforeState) {
+		st.Certs = slices.DeleteFunc(st.Certs, func(c certState) bool { return c.File == "" && c.Store != StoreMachineSSL })
+		st.TrustedRoots, st.TrustedRootCRLs = nil, nil
+	})
+	if said, err := r.restore(t, part); err != nil {
+		t.Fatalf("Restore of part of the backup: %v\n%s", err, said)
+	}
+	if _, stderr, code, err := r.n.Run(t.Context(), PathVecsCLI+" entry delete --store MACHINE_SSL_CERT --alias __MACHINE_CERT -y", nil); err != nil || code != 0 {
+		t.Fatalf("vecs-cli entry delete: exit %d, %v %s", code, err, stderr)
+	}
+
+	said, err := r.restore(t, r.env.BackupDir)
+	if err != nil {
+		t.Fatalf("Restore: %v\n%s", err, said)
+	}
+	for _, want := range []string{"already as in the backup", "Lookup Service: MACHINE_SSL_CERT/__MACHINE_CERT has no entry now",
+		"VECS MACHINE_SSL_CERT/__MACHINE_CERT: restored sha1 " + pki.Thumbprint(r.oldSSL.Raw) + " ", "(was absent)", "VECS vpxd/vpxd: restored"} {
+		if !strings.Contains(strings.ReplaceAll(said, ":", ""), strings.ReplaceAll(want, ":", "")) {
+			t.Errorf("Restore did not say %q:\n%s", want, said)
+		}
+	}
+	r.requireRestored(t, "8")
+}
+
 // TestRestoreBadBackup gives Restore missing and corrupt backup folders
 // of an option 8 run: each fails naming the problem (ErrBadBackup), and
 // the lab does not change.
 func TestRestoreBadBackup(t *testing.T) {
 	r := appliedLab(t, "healthy", "8")
-	manifest := func(t *testing.T, dir string, edit func(st *beforeState)) {
-		t.Helper()
-		p := filepath.Join(dir, manifestFile)
-		data, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st beforeState
-		if err := json.Unmarshal(data, &st); err != nil {
-			t.Fatal(err)
-		}
-		edit(&st)
-		if data, err = json.Marshal(&st); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	file := func(rel string) string { return filepath.FromSlash(rel) }
 	machineCrt, machineKey := file("MACHINE_SSL_CERT/__MACHINE_CERT.crt"), file("MACHINE_SSL_CERT/__MACHINE_CERT.key")
 	for _, tc := range []struct {
@@ -393,19 +429,19 @@ func TestRestoreBadBackup(t *testing.T) {
 			return dir
 		}, "before.json: unexpected end of JSON input"},
 		{"another node", func(t *testing.T, dir string) string {
-			manifest(t, dir, func(st *beforeState) { st.Node = "vcsa9.lab.test" })
+			editManifest(t, dir, func(st *beforeState) { st.Node = "vcsa9.lab.test" })
 			return dir
 		}, `it is of node "vcsa9.lab.test", not ` + r.pnid},
 		{"no certificate", func(t *testing.T, dir string) string {
-			manifest(t, dir, func(st *beforeState) { st.Certs = nil })
+			editManifest(t, dir, func(st *beforeState) { st.Certs = nil })
 			return dir
 		}, "lists no certificate"},
 		{"a store option 8 does not replace", func(t *testing.T, dir string) string {
-			manifest(t, dir, func(st *beforeState) { st.Certs[0].Store, st.Certs[0].Alias = StoreTrustedRoots, "x" })
+			editManifest(t, dir, func(st *beforeState) { st.Certs[0].Store, st.Certs[0].Alias = StoreTrustedRoots, "x" })
 			return dir
 		}, "names TRUSTED_ROOTS/x, which option 8 does not replace"},
 		{"a file outside the folder", func(t *testing.T, dir string) string {
-			manifest(t, dir, func(st *beforeState) { st.Certs[0].KeyFile = "../../etc/shadow" })
+			editManifest(t, dir, func(st *beforeState) { st.Certs[0].KeyFile = "../../etc/shadow" })
 			return dir
 		}, `names "../../etc/shadow", which is not a file of the backup folder`},
 		{"key file missing", func(t *testing.T, dir string) string {
@@ -427,7 +463,7 @@ func TestRestoreBadBackup(t *testing.T) {
 			return dir
 		}, machineCrt + ": no PEM certificate"},
 		{"no root key", func(t *testing.T, dir string) string {
-			manifest(t, dir, func(st *beforeState) { st.RootKeyFile = "" })
+			editManifest(t, dir, func(st *beforeState) { st.RootKeyFile = "" })
 			return dir
 		}, "no copy of the VMCA root's private key"},
 		{"root key of another certificate", func(t *testing.T, dir string) string {
@@ -435,7 +471,7 @@ func TestRestoreBadBackup(t *testing.T) {
 			return dir
 		}, "is not the key of the VMCA root"},
 		{"a trusted root changed", func(t *testing.T, dir string) string {
-			manifest(t, dir, func(st *beforeState) { st.TrustedRoots[0].SHA1 = "00:11" })
+			editManifest(t, dir, func(st *beforeState) { st.TrustedRoots[0].SHA1 = "00:11" })
 			return dir
 		}, "not TRUSTED_ROOTS/"},
 	} {
