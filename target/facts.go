@@ -77,7 +77,7 @@ func (t *Target) readFacts(ctx context.Context) (engine.Facts, error) {
 	// does not match, a different appliance) still fails.
 	var fatal []error
 	for i, err := range errs {
-		if err != nil && (i == 0 || !unreachable(err)) {
+		if err != nil && (i == 0 || !Unreachable(err)) {
 			fatal = append(fatal, err)
 		}
 	}
@@ -260,10 +260,11 @@ func (n *Node) runLine(ctx context.Context, name, cmd string) (string, error) {
 	return v, nil
 }
 
-// unreachable reports whether err means the node could not be reached over
+// Unreachable reports whether err means a node could not be reached over
 // the network (refused, timed out, reset), as opposed to a node that
-// answered wrongly.
-func unreachable(err error) bool {
+// answered wrongly (a pin that does not match, a failing tool). Steps that
+// read every node record an unreachable one instead of failing.
+func Unreachable(err error) bool {
 	var pin *PinError
 	if errors.As(err, &pin) {
 		return false

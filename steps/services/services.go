@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -137,7 +136,7 @@ func readAll(ctx context.Context, env *engine.Env, nodes []*target.Node, require
 	for i, err := range errs {
 		switch {
 		case err == nil:
-		case skipUnreachable && ctx.Err() == nil && unreachable(err):
+		case skipUnreachable && ctx.Err() == nil && target.Unreachable(err):
 			states[i] = NodeStatus{PNID: nodes[i].PNID(), Error: shell.Redact(env, err.Error()),
 				Running: []string{}, Stopped: []string{}, Required: []string{}, NotRunning: []string{}}
 		default:
@@ -223,17 +222,4 @@ func nodeTypeOf(ctx context.Context, env *engine.Env, n *target.Node) (string, e
 		return "", fmt.Errorf("%s: %s holds %q, not embedded, infrastructure or management", n.PNID(), nodeTypeFile, t)
 	}
 	return t, nil
-}
-
-// unreachable reports whether err means the node could not be reached
-// over the network (refused, timed out, reset), as opposed to a node that
-// answered wrongly or whose pin does not match: the rule the target's
-// facts follow.
-func unreachable(err error) bool {
-	var pin *target.PinError
-	if errors.As(err, &pin) {
-		return false
-	}
-	var op *net.OpError
-	return errors.As(err, &op)
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -125,7 +124,7 @@ func runPeer(ctx context.Context, env *engine.Env, p *peerParams) (peerOutputs, 
 	for i, err := range errs {
 		switch {
 		case err == nil:
-		case all && ctx.Err() == nil && unreachable(err):
+		case all && ctx.Err() == nil && target.Unreachable(err):
 			peers[i] = Peer{Node: nodes[i].PNID(), Error: err.Error(), Chain: []certinfo.Info{}}
 		default:
 			fatal = append(fatal, err)
@@ -144,19 +143,6 @@ func runPeer(ctx context.Context, env *engine.Env, p *peerParams) (peerOutputs, 
 	out.NotAfter, out.DaysLeft, out.Expired = f.NotAfter, f.DaysLeft, f.Expired
 	out.Base64, out.PEM = f.Base64, f.PEM
 	return out, nil
-}
-
-// unreachable reports whether err means the node could not be reached
-// over the network (refused, timed out, reset), as opposed to a node that
-// answered wrongly or whose pin does not match: the rule the target's
-// facts follow.
-func unreachable(err error) bool {
-	var pin *target.PinError
-	if errors.As(err, &pin) {
-		return false
-	}
-	var op *net.OpError
-	return errors.As(err, &op)
 }
 
 // read connects to one node's port and describes what it served.

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -188,7 +187,7 @@ func runEntries(ctx context.Context, env *engine.Env, p *entriesParams) (entries
 	for i, err := range errs {
 		switch {
 		case err == nil:
-		case all && ctx.Err() == nil && unreachable(err):
+		case all && ctx.Err() == nil && target.Unreachable(err):
 			results[i] = NodeEntries{PNID: nodes[i].PNID(), Error: shell.Redact(env, err.Error()),
 				Stores: []string{}, Entries: []Entry{}, Expired: []Entry{}, Expiring: []Entry{}}
 		default:
@@ -265,19 +264,6 @@ func readNode(ctx context.Context, env *engine.Env, n *target.Node, p *entriesPa
 	}
 	out.Report = report.String()
 	return out, nil
-}
-
-// unreachable reports whether err means the node could not be reached
-// over the network (refused, timed out, reset), as opposed to a node that
-// answered wrongly or whose pin does not match: the rule the target's
-// facts follow.
-func unreachable(err error) bool {
-	var pin *target.PinError
-	if errors.As(err, &pin) {
-		return false
-	}
-	var op *net.OpError
-	return errors.As(err, &op)
 }
 
 // isCertType reports whether entries of type t hold a certificate.
