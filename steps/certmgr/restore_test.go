@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -528,4 +530,30 @@ func copyFile(t *testing.T, from, to string) {
 	data, err := os.ReadFile(from)
 	must(t, err)
 	must(t, os.WriteFile(to, data, 0o600))
+}
+
+// TestUploadIsPrivate checks where Restore puts certificates and keys on
+// the node: a folder under /tmp only root can enter, files only root can
+// read, all gone after cleanup.
+func TestUploadIsPrivate(t *testing.T) {
+	e := testLab(t, "healthy")
+	n, err := conn.Node(e.env, "")
+	must(t, err)
+	r := &restorer{n: n, out: io.Discard}
+	p, err := r.upload(t.Context(), "x.key", []byte("-----BEGIN PRIVATE KEY-----\n"))
+	must(t, err)
+	node := e.d.Nodes[0]
+	for _, c := range []struct {
+		path string
+		mode os.FileMode
+	}{{path.Dir(p), 0o700}, {p, 0o600}} {
+		fi, err := os.Stat(node.Path(c.path))
+		if err != nil || fi.Mode().Perm() != c.mode || !strings.HasPrefix(c.path, "/tmp/certmgr-restore-") {
+			t.Errorf("%s: %v, %v; want mode %v under /tmp", c.path, fi.Mode(), err, c.mode)
+		}
+	}
+	must(t, r.cleanup())
+	if _, err := os.Stat(node.Path(path.Dir(p))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s after cleanup: %v", path.Dir(p), err)
+	}
 }
