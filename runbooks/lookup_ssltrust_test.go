@@ -381,3 +381,23 @@ func TestLookupSSLTrustUpdateSharedOldCert(t *testing.T) {
 func TestLookupSSLTrustUpdateKillAndResume(t *testing.T) {
 	killAndResumeEverywhere(t, "stale-ssltrust", lookupSSLTrustUpdate, nil, lookupSSLTrustInSync)
 }
+
+// TestLookupSSLTrustCheckPartnerDown checks that a node that does not answer
+// is reported as such, not as a mismatch, and fails the check (exit 6),
+// since its registrations could not be compared.
+func TestLookupSSLTrustCheckPartnerDown(t *testing.T) {
+	r := startLab(t, "partner-down")
+	down := r.Lab.Nodes()[1].PNID
+	before := r.Lab.Snapshot()
+	res := r.mustRun(6, nil, "run", lookupSSLTrustCheck)
+	if after := r.Lab.Snapshot(); !bytes.Equal(before, after) {
+		t.Fatalf("the check changed the lab:\n%s", diffLines(string(before), string(after)))
+	}
+	out := res.Stdout + res.Stderr
+	if !strings.Contains(out, down+"  NOT REACHABLE") {
+		t.Errorf("the report does not say %s is not reachable:\n%s", down, out)
+	}
+	if strings.Contains(out, "MISMATCH") {
+		t.Errorf("the report calls an unreachable node a mismatch:\n%s", out)
+	}
+}
