@@ -83,7 +83,9 @@ var ErrBadBackup = errors.New("unusable certmgr.run backup")
 // is compared first and only what differs is changed, so running Restore
 // again, or after an interrupted Restore, is safe. The backup folder is
 // read and checked whole before anything changes: an unusable one fails
-// with ErrBadBackup. Restore says what it did on out (nil discards it).
+// with ErrBadBackup. sso is needed for backups of options 6 and 8 (the
+// caller takes it from conn.SSO). Restore says what it did on out (nil
+// discards it); it never prints the password.
 //
 // What it cannot undo: the new VMCA root of option 8 stays published in
 // vmdir (and so on other nodes' TRUSTED_ROOTS); BACKUP_STORE keeps the
