@@ -41,7 +41,21 @@ const (
 	resultOperationsError    = 1
 	resultProtocolError      = 2
 	resultUnwillingToPerform = 53
+	resultOther              = 80
 )
+
+// responseTags maps each request's protocolOp tag to its response's; unbind
+// and abandon have none.
+var responseTags = map[int]int{
+	tagBindRequest:     1,
+	tagSearchRequest:   5, // searchResDone
+	tagModifyRequest:   7,
+	tagAddRequest:      9,
+	tagDelRequest:      11,
+	tagModifyDNRequest: tagModifyDNResp,
+	tagCompareRequest:  tagCompareResponse,
+	tagExtendedRequest: tagExtendedResp,
+}
 
 // frontConn relays one client connection to the gldap backend.
 type frontConn struct {
@@ -144,8 +158,11 @@ func (f *frontConn) relayRequests() {
 		if err != nil {
 			return // not LDAP: drop, as gldap would
 		}
-		if f.s.fault(req.opName()) != nil {
-			return
+		if err := f.s.fault(req.opName()); err != nil {
+			if !f.fail(req, err) {
+				return
+			}
+			continue
 		}
 		switch req.tag {
 		case tagModifyDNRequest:
@@ -203,6 +220,28 @@ func (f *frontConn) startTLS(id int64) (*bufio.Reader, error) {
 	}
 	f.client, f.out, f.isTLS = tc, bufio.NewWriter(tc), true
 	return bufio.NewReader(tc), nil
+}
+
+// fail answers a request that a fault failed with err and reports whether
+// the connection goes on. An error wrapping ErrDrop drops it, as does any
+// error on an unbind (which closes the connection anyway). Any other error
+// is the request's result: 80 other, with err as the diagnostic message
+// (an abandon, which has no response, is just not performed).
+func (f *frontConn) fail(req request, err error) bool {
+	if errors.Is(err, ErrDrop) {
+		return false
+	}
+	switch req.tag {
+	case tagUnbindRequest:
+		return false
+	case tagAbandonRequest:
+		return true
+	}
+	tag, ok := responseTags[req.tag]
+	if !ok {
+		return false
+	}
+	return f.reply(req.id, tag, resultOther, err.Error()) == nil
 }
 
 func (f *frontConn) reply(id int64, tag, code int, diag string) error {

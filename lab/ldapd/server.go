@@ -11,7 +11,8 @@
 // owns the client connection, so it can report its exact address, terminate
 // TLS, answer what gldap cannot (ModifyDN and Compare get 53
 // unwillingToPerform, unknown extended operations 2 protocolError, Abandon
-// is ignored), inject faults and drop a connection on demand.
+// is ignored), inject faults (a failed request gets 80 other) and drop a
+// connection on demand (ErrDrop).
 package ldapd
 
 import (
@@ -44,13 +45,28 @@ type Config struct {
 // operation name ("connect" once per accepted connection, then "bind",
 // "unbind", "search", "add", "modify", "delete", "modifydn", "compare",
 // "abandon", "extended" or "starttls" per request) before the request is
-// handled. It may sleep to model a slow server; a non-nil error drops the
-// client connection without a reply, as a crashed or unreachable server
-// would. Before is called from many goroutines at once, and Close waits
-// for the calls in progress to return.
+// handled. It may sleep to model a slow server. An error wrapping ErrDrop
+// drops the client connection without a reply, as a crashed or unreachable
+// server would. Any other error fails that one request, which is not
+// performed: the client gets result 80 (other) with the error's text as
+// the diagnostic message, and the connection stays usable. On "connect" and "unbind",
+// which have no result to carry it, any error drops the connection; a
+// failed "abandon" is ignored. Before is called from many goroutines at
+// once, and Close waits for the calls in progress to return.
+//
+// Result 80 rather than 51 busy or 52 unavailable: those two tell a
+// client that the server is, for now, unable to do anything and that the
+// request may be retried, which a client library may do on its own and so
+// hide the fault from the code under test; 80 is LDAP's server error, the
+// counterpart of the HTTP 500 and SOAP SystemError the lab's other servers
+// answer the same fault with.
 type Faults interface {
 	Before(op string) error
 }
+
+// ErrDrop, returned or wrapped by Faults.Before, makes the server close
+// the client connection without answering.
+var ErrDrop = errors.New("drop connection")
 
 // Server is a running LDAP server. Close stops it.
 type Server struct {

@@ -1,17 +1,21 @@
 package ldapd
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 
 	"runbook/lab/vmdir"
@@ -448,9 +452,12 @@ func TestStartTLS(t *testing.T) {
 	bindAdmin(t, c3)
 }
 
-// faults drops connections on the named operation and delays others.
+// faults drops connections on the named operation (an error wrapping
+// ErrDrop), fails the next request named by fail with an error that is not
+// a drop, and delays every request.
 type faults struct {
 	drop  atomic.Value // string
+	fail  atomic.Value // string, cleared once used
 	delay atomic.Int64 // nanoseconds before every request
 	seen  atomic.Int64
 }
@@ -459,7 +466,10 @@ func (f *faults) Before(op string) error {
 	f.seen.Add(1)
 	time.Sleep(time.Duration(f.delay.Load()))
 	if d, _ := f.drop.Load().(string); d == op {
-		return errors.New("injected: drop " + op)
+		return fmt.Errorf("injected %s: %w", op, ErrDrop)
+	}
+	if f.fail.CompareAndSwap(op, "") {
+		return errors.New("injected " + op + " failure")
 	}
 	return nil
 }
@@ -468,6 +478,7 @@ func TestFaults(t *testing.T) {
 	p := newPKI(t)
 	f := &faults{}
 	f.drop.Store("")
+	f.fail.Store("")
 	d := newDirectory(t, p)
 	s := start(t, d, p, f)
 	c := dial(t, s, p, "ldap")
@@ -625,4 +636,127 @@ func TestConcurrentClients(t *testing.T) {
 	if got, _ := d.Search(chainsDN, vmdir.ScopeOne, "", nil); len(got) != 1 {
 		t.Errorf("%d chains left, want 1", len(got))
 	}
+}
+
+// TestFaultResult fails one request of each kind with an error that is not
+// a drop: the client gets result 80 with the error as diagnostic message,
+// nothing is performed, and the same request succeeds next on the same
+// connection.
+func TestFaultResult(t *testing.T) {
+	p := newPKI(t)
+	f := &faults{}
+	f.drop.Store("")
+	f.fail.Store("")
+	d := newDirectory(t, p)
+	s := start(t, d, p, f)
+	for _, tr := range transports {
+		c := dial(t, s, p, tr)
+		bindAdmin(t, c)
+		dn := "cn=fault-" + tr + "," + suffix
+		tests := []struct {
+			op string
+			do func() error
+			// want is the result of the request when no fault is armed.
+			want int
+		}{
+			{"bind", func() error { return c.Bind(adminDN, adminPass) }, 0},
+			{"search", func() error {
+				_, err := c.Search(ldap.NewSearchRequest(cred1DN, ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", nil, nil))
+				return err
+			}, 0},
+			{"add", func() error {
+				r := ldap.NewAddRequest(dn, nil)
+				r.Attribute("objectClass", []string{"container"})
+				return c.Add(r)
+			}, 0},
+			{"modify", func() error {
+				r := ldap.NewModifyRequest(dn, nil)
+				r.Replace("description", []string{"changed"})
+				return c.Modify(r)
+			}, 0},
+			{"compare", func() error { _, err := c.Compare(dn, "description", "changed"); return err }, ldap.LDAPResultUnwillingToPerform},
+			{"modifydn", func() error {
+				return c.ModifyDN(ldap.NewModifyDNRequest(dn, "cn=renamed", true, ""))
+			}, ldap.LDAPResultUnwillingToPerform},
+			{"extended", func() error {
+				_, err := c.Extended(ldap.NewExtendedRequest("1.3.6.1.4.1.4203.1.11.3", nil))
+				return err
+			}, ldap.LDAPResultProtocolError},
+			{"delete", func() error { return c.Del(ldap.NewDelRequest(dn, nil)) }, 0},
+		}
+		for _, tt := range tests {
+			t.Run(tr+"/"+tt.op, func(t *testing.T) {
+				before, usn := d.LDIF(), d.HighestUSN()
+				f.fail.Store(tt.op)
+				err := tt.do()
+				wantCode(t, err, ldap.LDAPResultOther)
+				if !strings.Contains(err.Error(), "injected "+tt.op+" failure") {
+					t.Errorf("diagnostic message: %v", err)
+				}
+				if !bytes.Equal(d.LDIF(), before) || d.HighestUSN() != usn {
+					t.Errorf("the failed %s changed the directory", tt.op)
+				}
+				wantCode(t, tt.do(), tt.want)
+			})
+		}
+	}
+	if f.fail.Load() != "" {
+		t.Errorf("fault %q was never consulted", f.fail.Load())
+	}
+}
+
+// TestFaultStartTLS fails a StartTLS request: the client gets 80 and the
+// connection, still in clear, takes the next StartTLS. go-ldap cannot
+// show it (after a failed StartTLS it never resumes reading), so the test
+// speaks the two requests itself, then hands the TLS connection to go-ldap.
+func TestFaultStartTLS(t *testing.T) {
+	p := newPKI(t)
+	f := &faults{}
+	f.drop.Store("")
+	f.fail.Store("starttls")
+	s := start(t, newDirectory(t, p), p, f)
+	conn, err := net.Dial("tcp", s.LDAPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	startTLS := func(id int64) (int64, string) {
+		t.Helper()
+		msg := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "LDAPMessage")
+		msg.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, "messageID"))
+		req := ber.Encode(ber.ClassApplication, ber.TypeConstructed, tagExtendedRequest, nil, "extendedReq")
+		req.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, startTLSOID, "requestName"))
+		msg.AppendChild(req)
+		if _, err := conn.Write(msg.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := readMessage(r)
+		if err != nil {
+			t.Fatalf("read the StartTLS response: %v", err)
+		}
+		resp, err := ber.DecodePacketErr(raw)
+		if err != nil || len(resp.Children) < 2 || len(resp.Children[1].Children) < 3 {
+			t.Fatalf("StartTLS response %x: %v", raw, err)
+		}
+		op := resp.Children[1]
+		if got := resp.Children[0].Value.(int64); got != id || op.Tag != tagExtendedResp {
+			t.Fatalf("response to message %d, tag %d; want %d, %d", got, op.Tag, id, tagExtendedResp)
+		}
+		return op.Children[0].Value.(int64), op.Children[2].Value.(string)
+	}
+	if code, diag := startTLS(1); code != ldap.LDAPResultOther || diag != "injected starttls failure" {
+		t.Fatalf("failed StartTLS: result %d %q, want 80 with the fault", code, diag)
+	}
+	if code, diag := startTLS(2); code != ldap.LDAPResultSuccess {
+		t.Fatalf("StartTLS after the failed one: result %d %q", code, diag)
+	}
+	tc := tls.Client(conn, p.clientTLS())
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c := ldap.NewConn(tc, true)
+	c.Start()
+	defer c.Close()
+	bindAdmin(t, c)
 }
