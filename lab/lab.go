@@ -209,7 +209,7 @@ func (l *Lab) startNode(ctx context.Context, nd *node) error {
 				GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return certificate() },
 				MinVersion:     tls.VersionTLS12,
 			},
-			Faults: l.faults(n, model.ProtoLDAP, ldapOp, ldapDrop{}),
+			Faults: l.faults(n, model.ProtoLDAP, ldapOp, ldapd.ErrDrop),
 		})
 	})
 	wg.Go(func() {
@@ -302,11 +302,6 @@ func (l *Lab) faults(n *model.Node, proto string, op func(string) string, drop e
 		return err
 	}
 }
-
-// ldapDrop is what ldapd is given to drop a connection: any error does.
-type ldapDrop struct{}
-
-func (ldapDrop) Error() string { return "drop connection" }
 
 // ldapOp names LDAP operations as the model's write list spells them.
 func ldapOp(op string) string {
