@@ -67,7 +67,7 @@ func startLabLDAP(t *testing.T, cert *testCert) *labLDAP {
 		case op == "bind":
 			l.binds.Add(1)
 		case op == "search" && l.failNext.CompareAndSwap(true, false):
-			return errors.New("injected crash")
+			return fmt.Errorf("injected crash: %w", ldapd.ErrDrop)
 		}
 		return nil
 	})}
