@@ -724,3 +724,11 @@ func TestExpiredCertsRecoveryFindings(t *testing.T) {
 func TestExpiredCertsRecoveryKillAndResume(t *testing.T) {
 	killAndResumeEverywhere(t, "all-expired", certmgrRecovery, nil, certmgrRequireRecovered)
 }
+
+// TestCertmgrSolutionUsersKillAndResume: option 6 moves no TLS pin, so a
+// run killed anywhere resumes to the same end.
+func TestCertmgrSolutionUsersKillAndResume(t *testing.T) {
+	killAndResumeEverywhere(t, "solution-users-expired", certmgrSolutionUsers, nil, func(t *testing.T, r *labRun) {
+		certmgrRequireSolutionUsers(t, r, "vcsa1.lab.test", nil)
+	})
+}
