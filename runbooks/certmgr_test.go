@@ -732,3 +732,23 @@ func TestCertmgrSolutionUsersKillAndResume(t *testing.T) {
 		certmgrRequireSolutionUsers(t, r, "vcsa1.lab.test", nil)
 	})
 }
+
+// TestExpiredCertsRecoveryRootExpiredDryRun: the dry-run plans the root
+// replacement, the STS and option 8 on both nodes, changes nothing, and
+// copies no private key.
+func TestExpiredCertsRecoveryRootExpiredDryRun(t *testing.T) {
+	r := startLab(t, "root-expired")
+	res := r.dryRunChangesNothing(certmgrRecovery, 0)
+	certmgrPlanHas(t, res.Stderr,
+		"- replace the expired VMCA root on vcsa1.lab.test",
+		"create vcsa1.lab.test file /tmp/vmware-runbook-vmca-root.cfg",
+		"run vcsa1.lab.test ssh /usr/lib/vmware-vmca/bin/certool --selfca --config /tmp/vmware-runbook-vmca-root.cfg",
+		"run vcsa1.lab.test ssh /usr/bin/service-control --start vmcad",
+		"create vcsa1.lab.test certool sts certificate",
+		"vcsa2.lab.test: certificate-manager option 8",
+		"Dry-run: nothing was changed")
+	keys, err := filepath.Glob(filepath.Join(certmgrRunDir(t, r), "vmca-before", "*"))
+	if err != nil || len(keys) != 0 {
+		t.Errorf("the dry-run copied %v (%v)", keys, err)
+	}
+}
