@@ -30,8 +30,10 @@ type timing struct {
 }
 
 // defaultTiming suits a real appliance: certificate-manager checks the
-// password with dir-cli before its next prompt, which takes seconds.
-var defaultTiming = timing{settle: 150 * time.Millisecond, unknown: 20 * time.Second, stall: 3 * time.Minute, exit: 5 * time.Second}
+// password with dir-cli before its next prompt, which takes seconds. A
+// prompt is matched on its whole known text, so settle only has to outlast
+// the gap between two chunks of one line.
+var defaultTiming = timing{settle: 40 * time.Millisecond, unknown: 20 * time.Second, stall: 3 * time.Minute, exit: 5 * time.Second}
 
 // ctrlD ends certificate-manager at any prompt ("Note : Use Ctrl-D to
 // exit.").
