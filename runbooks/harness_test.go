@@ -231,6 +231,7 @@ func killAndResumeEverywhere(t *testing.T, scenario, name string, args []string,
 	want := ref.shape()
 	for _, point := range killPoints(rb) {
 		t.Run(point, func(t *testing.T) {
+			t.Parallel() // each point has its own lab, state dir and processes
 			r := startLab(t, scenario)
 			res := r.runbook([]string{"RUNBOOK_FAILPOINT=" + point}, append([]string{"run", name, "--yes"}, args...)...)
 			if !res.Killed {
