@@ -378,7 +378,7 @@ func certmgrRequireReset(t *testing.T, r *labRun, pnid string, oldRoot *x509.Cer
 	t.Helper()
 	d := r.Lab.Model()
 	n := d.Node(pnid)
-	root := d.Root.X509
+	root := d.VMCARoot().X509
 	if oldRoot != nil && root.Equal(oldRoot) {
 		t.Fatalf("the VMCA root was not regenerated")
 	}
@@ -413,7 +413,7 @@ func TestCertmgrResetAllDryRun(t *testing.T) {
 	d := r.Lab.Model()
 	res := r.dryRunChangesNothing(certmgrResetAll, 0)
 	want := []string{
-		"replace vcsa1.lab.test VMCA root /var/lib/vmware/vmca/root.cer", lookupSSLTrustSHA1(d.Root.X509.Raw),
+		"replace vcsa1.lab.test VMCA root /var/lib/vmware/vmca/root.cer", lookupSSLTrustSHA1(d.VMCARoot().X509.Raw),
 		"new VMCA root certificate CN=vcsa1.lab.test",
 		"replace vcsa1.lab.test VECS MACHINE_SSL_CERT/__MACHINE_CERT",
 		"Lookup Service registrations trusting vcsa1.lab.test's Machine SSL certificate",
@@ -435,7 +435,7 @@ func TestCertmgrResetAllHealthy(t *testing.T) {
 	r := startLab(t, "healthy")
 	d := r.Lab.Model()
 	n1, n2 := d.Nodes[0], d.Nodes[1]
-	oldRoot := d.Root.X509
+	oldRoot := d.VMCARoot().X509
 	old, other := certmgrCerts(t, n1), certmgrCerts(t, n2)
 	res := r.mustRun(0, nil, "run", certmgrResetAll, "--yes")
 	certmgrRequireReset(t, r, n1.PNID, oldRoot, old)
@@ -473,7 +473,7 @@ func TestCertmgrResetAllBothExpired(t *testing.T) {
 	certmgrUnchanged(t, r, 3, []string{"Machine SSL and solution users have both expired: run certmgr-reset-all"}, "run", certmgrSolutionUsers, "--yes")
 	n1, n2 := d.Nodes[0], d.Nodes[1]
 	old1, old2 := certmgrCerts(t, n1), certmgrCerts(t, n2)
-	root0 := d.Root.X509
+	root0 := d.VMCARoot().X509
 	r.mustRun(0, nil, "run", certmgrResetAll, "--yes")
 	root1 := certmgrRequireReset(t, r, n1.PNID, root0, old1)
 	certmgrRefreshProfile(t, r)
@@ -659,7 +659,7 @@ func TestExpiredCertsRecovery(t *testing.T) {
 func TestExpiredCertsRecoveryRootExpired(t *testing.T) {
 	r := startLab(t, "root-expired")
 	d := r.Lab.Model()
-	oldRoot := d.Root.X509
+	oldRoot := d.VMCARoot().X509
 	oldKey, err := d.Nodes[0].ReadFile(model.PathRootKey)
 	if err != nil {
 		t.Fatal(err)
@@ -669,7 +669,7 @@ func TestExpiredCertsRecoveryRootExpired(t *testing.T) {
 		"vcsa1.lab.test: certificate-manager option 8, Reset all Certificates (its certificates are issued by an expired root",
 		"vcsa2.lab.test: certificate-manager option 8", "Recovery finished.")
 	certmgrRequireRecovered(t, r)
-	if root := d.Root.X509; root.Equal(oldRoot) || d.Now().After(root.NotAfter) {
+	if root := d.VMCARoot().X509; root.Equal(oldRoot) || d.Now().After(root.NotAfter) {
 		t.Errorf("the VMCA root is not a new, valid one")
 	}
 	for _, n := range d.Nodes {

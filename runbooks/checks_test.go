@@ -279,12 +279,12 @@ func vecsExpiryIssue(t *testing.T, d *model.Domain, n *model.Node, store, alias 
 		t.Fatal(err)
 	}
 	now := d.Now()
-	c, err := d.Root.Issue(pki.Request{CommonName: alias + "-" + n.MachineID, DNSNames: []string{n.PNID},
+	c, err := d.VMCARoot().Issue(pki.Request{CommonName: alias + "-" + n.MachineID, DNSNames: []string{n.PNID},
 		NotBefore: now.AddDate(-1, 0, 0), NotAfter: now.AddDate(0, 0, days).Add(12 * time.Hour), Usage: pki.UsageServer | pki.UsageClient, Key: key})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := model.Entry{Alias: alias, Type: model.PrivateKey, Certs: [][]byte{c.DER, d.Root.DER}, Key: c.KeyPKCS8}
+	e := model.Entry{Alias: alias, Type: model.PrivateKey, Certs: [][]byte{c.DER, d.VMCARoot().DER}, Key: c.KeyPKCS8}
 	if _, err = n.VECS.Get(store, alias); err == nil {
 		err = n.VECS.Replace(store, e)
 	} else {

@@ -162,11 +162,11 @@ func stsVerifyRepaired(t *testing.T, r *labRun) *x509.Certificate {
 	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
 		t.Errorf("new STS leaf is not valid now (%s): %s – %s", now, leaf.NotBefore, leaf.NotAfter)
 	}
-	if last := cred.Certs[len(cred.Certs)-1]; !last.Equal(d.Root.X509) {
+	if last := cred.Certs[len(cred.Certs)-1]; !last.Equal(d.VMCARoot().X509) {
 		t.Errorf("the credential's chain ends with %s, not the VMCA root", last.Subject)
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(d.Root.X509)
+	roots.AddCert(d.VMCARoot().X509)
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		t.Errorf("new STS leaf does not chain to the VMCA root: %v", err)
 	}
@@ -549,7 +549,7 @@ func TestSTSCheckLeftoverChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := d.Now()
-	old, err := d.Root.Issue(pki.Request{CommonName: "ssoserverSign", Key: key, Usage: pki.UsageSigning,
+	old, err := d.VMCARoot().Issue(pki.Request{CommonName: "ssoserverSign", Key: key, Usage: pki.UsageSigning,
 		NotBefore: now.AddDate(-2, 0, -30), NotAfter: now.AddDate(0, 0, -30)})
 	if err != nil {
 		t.Fatal(err)
@@ -557,7 +557,7 @@ func TestSTSCheckLeftoverChain(t *testing.T) {
 	leftover := vmdir.NewEntry(d.TrustedChainDN(2),
 		vmdir.StrAttr("objectClass", "top", "vmwSTSTenantTrustedCertificateChain"),
 		vmdir.StrAttr("cn", "TrustedCertChain-2"),
-		vmdir.Attr{Name: "userCertificate", Values: [][]byte{old.DER, d.Root.DER}})
+		vmdir.Attr{Name: "userCertificate", Values: [][]byte{old.DER, d.VMCARoot().DER}})
 	if err := d.Dir.Add(leftover); err != nil {
 		t.Fatal(err)
 	}

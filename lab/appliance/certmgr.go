@@ -320,7 +320,7 @@ func (o *opRun) replaceEntry(store string, old model.Entry, c *pki.Cert) error {
 	if err := o.before("create"); err != nil {
 		return fmt.Errorf("replace %s/%s: %w", store, old.Alias, err)
 	}
-	e := model.Entry{Alias: old.Alias, Type: model.PrivateKey, Certs: [][]byte{c.DER, root(o.d).DER}, Key: c.KeyPKCS8}
+	e := model.Entry{Alias: old.Alias, Type: model.PrivateKey, Certs: [][]byte{c.DER, o.d.VMCARoot().DER}, Key: c.KeyPKCS8}
 	if err := o.n.VECS.Replace(store, e); err != nil {
 		return fmt.Errorf("replace %s/%s: %w", store, old.Alias, err)
 	}
@@ -453,7 +453,7 @@ func (o *opRun) replaceRoot(cfg CertoolConfig, vmcaName string) error {
 	req.DNSNames, req.IPs = nil, nil
 
 	// Remember what installRoot changes.
-	oldRoot := root(o.d)
+	oldRoot := o.d.VMCARoot()
 	var files []rootFile
 	nodes := o.nodes()
 	stores := map[*model.Node][2][]string{}
@@ -489,9 +489,7 @@ func (o *opRun) replaceRoot(cfg CertoolConfig, vmcaName string) error {
 				r.Close()
 			}
 		}
-		o.d.Lock()
-		o.d.Root = oldRoot
-		o.d.Unlock()
+		o.d.SetVMCARoot(oldRoot)
 		for n, before := range stores {
 			for i, store := range []string{model.StoreTrustedRoots, model.StoreTrustedRootCRLs} {
 				for _, a := range aliases(n, store) {

@@ -47,7 +47,7 @@ func checkMachineSSLReplaced(t *testing.T, d *model.Domain, n *model.Node, old [
 		t.Fatal("MACHINE_SSL_CERT still holds the old certificate")
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(root(d).X509)
+	pool.AddCert(d.VMCARoot().X509)
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: labNow, DNSName: n.PNID}); err != nil {
 		t.Errorf("new machine certificate does not verify for %s: %v", n.PNID, err)
 	}
@@ -298,14 +298,14 @@ func TestReplaceSolutionUsers(t *testing.T) {
 func TestResetAllCertificates(t *testing.T) {
 	d := newLab(t, "healthy")
 	n, other := d.Nodes[0], d.Nodes[1]
-	oldRoot := root(d)
+	oldRoot := d.VMCARoot()
 	oldSSL, _ := n.MachineCert()
 	before, _ := d.Registrations()
 	var out bytes.Buffer
 	if err := ResetAllCertificates(t.Context(), d, n, machineCfg(n), "VMCA-"+n.PNID, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	newRoot := root(d)
+	newRoot := d.VMCARoot()
 	if bytes.Equal(newRoot.DER, oldRoot.DER) {
 		t.Fatal("root not replaced")
 	}
@@ -488,7 +488,7 @@ func customSTS(t *testing.T, d *model.Domain) {
 // of n run.
 func checkRootReset(t *testing.T, d *model.Domain, n *model.Node, expired *pki.CA, cn string) {
 	t.Helper()
-	ca := root(d)
+	ca := d.VMCARoot()
 	if bytes.Equal(ca.DER, expired.DER) {
 		t.Fatal("root not replaced")
 	}
@@ -546,7 +546,7 @@ func TestResetAllRootExpired(t *testing.T) {
 	d := newLab(t, "root-expired")
 	customSTS(t, d)
 	n := d.Nodes[0]
-	expired := root(d)
+	expired := d.VMCARoot()
 	if pki.ValidAt(expired.X509, labNow) || running(n, "vmcad") {
 		t.Fatal("the root is valid or vmcad runs: the scenario proves nothing")
 	}

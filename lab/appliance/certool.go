@@ -319,7 +319,7 @@ func (r *certoolRun) genCert() int {
 	if err != nil {
 		return vmcaInvalidTime
 	}
-	return r.writeOut(certPath, pki.EncodeCerts(c.DER, root(r.a.d).DER), vmcaCertIOFailure)
+	return r.writeOut(certPath, pki.EncodeCerts(c.DER, r.a.d.VMCARoot().DER), vmcaCertIOFailure)
 }
 
 // usageFor is the certificate profile VMCA applies to a request named
@@ -377,7 +377,7 @@ func (r *certoolRun) genCISCert() int {
 	if err != nil {
 		return vmcaInvalidTime
 	}
-	if code := r.writeOut(certPath, pki.EncodeCerts(c.DER, root(r.a.d).DER), vmcaCertIOFailure); code != 0 {
+	if code := r.writeOut(certPath, pki.EncodeCerts(c.DER, r.a.d.VMCARoot().DER), vmcaCertIOFailure); code != 0 {
 		return code
 	}
 	// certool pushes the certificate to the VECS store of that name and
@@ -390,7 +390,7 @@ func (r *certoolRun) genCISCert() int {
 	}
 	err = r.a.before("create")
 	if err == nil {
-		err = v.Create(name, model.Entry{Alias: name, Type: model.PrivateKey, Certs: [][]byte{c.DER, root(r.a.d).DER}, Key: c.KeyPKCS8})
+		err = v.Create(name, model.Entry{Alias: name, Type: model.PrivateKey, Certs: [][]byte{c.DER, r.a.d.VMCARoot().DER}, Key: c.KeyPKCS8})
 	}
 	if err != nil {
 		r.out("Warning : %d, Adding cert to VECS Store Failed.", int(vecsCode(err)))
@@ -402,7 +402,7 @@ func (r *certoolRun) getRootCA() int {
 	if _, code := r.vmca(false); code != 0 {
 		return code
 	}
-	ca := root(r.a.d)
+	ca := r.a.d.VMCARoot()
 	WriteCertText(r.inv.Stdout, ca.X509)
 	r.out("\n")
 	if p, ok := r.value("cert"); ok {

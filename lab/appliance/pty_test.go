@@ -281,7 +281,7 @@ func TestCertificateManagerOption8(t *testing.T) {
 	if err := n.WriteFile(PathCertoolWorkingCopy, machineCfg(n).Marshal(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	oldRoot := root(d)
+	oldRoot := d.VMCARoot()
 	srv, c := startSSH(t, d, n)
 	s, e := ptyRun(t, c, "certificate-manager")
 	e.expect(`Option\[1 to 8\]: $`)
@@ -304,7 +304,7 @@ func TestCertificateManagerOption8(t *testing.T) {
 		t.Errorf("exit status %d\n%s", got, e.transcript())
 	}
 	checkTranscript(t, srv, e.transcript(), d.AdminPassword)
-	newRoot := root(d)
+	newRoot := d.VMCARoot()
 	if bytes.Equal(newRoot.DER, oldRoot.DER) || newRoot.X509.Subject.CommonName != "CA-"+n.PNID {
 		t.Fatalf("root not replaced (CN %q)", newRoot.X509.Subject.CommonName)
 	}
@@ -326,7 +326,7 @@ func TestCertificateManagerOption8RootExpired(t *testing.T) {
 	d := newLab(t, "root-expired")
 	customSTS(t, d)
 	n := d.Nodes[0]
-	expired := root(d)
+	expired := d.VMCARoot()
 	srv, c := startSSH(t, d, n)
 	s, e := ptyRun(t, c, PathCertificateManager)
 	e.expect(`Option\[1 to 8\]: $`)

@@ -37,7 +37,7 @@ func TestCertoolFixstsFlow(t *testing.T) {
 	if leaf.Subject.CommonName != "STS" || leaf.KeyUsage != x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment || len(leaf.ExtKeyUsage) != 0 {
 		t.Errorf("STS certificate: CN %q key usage %v ext %v", leaf.Subject.CommonName, leaf.KeyUsage, leaf.ExtKeyUsage)
 	}
-	if !bytes.Equal(certs[1].Raw, root(d).DER) || leaf.CheckSignatureFrom(root(d).X509) != nil {
+	if !bytes.Equal(certs[1].Raw, d.VMCARoot().DER) || leaf.CheckSignatureFrom(d.VMCARoot().X509) != nil {
 		t.Error("STS certificate is not signed by the VMCA root")
 	}
 	key, err := parseRSAKey(keyPEM)
@@ -72,7 +72,7 @@ func TestCertoolVMCADown(t *testing.T) {
 func TestCertoolSelfCA(t *testing.T) {
 	d := newLab(t, "root-expired")
 	n := d.Nodes[0]
-	old := root(d)
+	old := d.VMCARoot()
 	cfg := "Country = US\nName = CA\nOrganization = " + n.PNID + "\nOrgUnit = VMware Engineering\nState = California\n"
 	if err := n.WriteFile("/certs/vmca.cfg", []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -81,7 +81,7 @@ func TestCertoolSelfCA(t *testing.T) {
 	if r.status != 0 {
 		t.Fatalf("selfca: %+v", r)
 	}
-	ca := root(d)
+	ca := d.VMCARoot()
 	if bytes.Equal(ca.DER, old.DER) || !pki.ValidAt(ca.X509, labNow) || !ca.X509.IsCA {
 		t.Fatal("root not replaced by a valid CA")
 	}

@@ -68,7 +68,7 @@ func vmcaReady(d *model.Domain, v *model.Node) error {
 // expired, naming it and the repair: a new root from certificate-manager
 // option 8 on v, the node that runs VMCA.
 func checkRoot(d *model.Domain, v *model.Node) error {
-	ca := root(d)
+	ca := d.VMCARoot()
 	if !d.Now().After(ca.X509.NotAfter) {
 		return nil
 	}
@@ -90,18 +90,11 @@ func checkRootOp(v *model.Node) error {
 	return nil
 }
 
-// root returns the domain's current VMCA root.
-func root(d *model.Domain) *pki.CA {
-	d.Lock()
-	defer d.Unlock()
-	return d.Root
-}
-
 // vmcaIssue signs req with the VMCA root, valid from a little before the
 // lab's now for two years (capped by the root's expiry), with key (a key
 // from the domain's sequence when nil).
 func vmcaIssue(d *model.Domain, req pki.Request, key *rsa.PrivateKey) (*pki.Cert, error) {
-	ca := root(d)
+	ca := d.VMCARoot()
 	now := d.Now()
 	if !pki.ValidAt(ca.X509, now) {
 		return nil, fmt.Errorf("sign %q: %w", req.CommonName, ErrRootExpired)
@@ -178,9 +171,7 @@ func installRoot(d *model.Domain, ca *pki.CA) error {
 			}
 		}
 	}
-	d.Lock()
-	d.Root = ca
-	d.Unlock()
+	d.SetVMCARoot(ca)
 	if err := publishRoot(d, ca, crl, nodes); err != nil {
 		return fmt.Errorf("install root: %w", err)
 	}

@@ -204,10 +204,10 @@ func (d *Domain) build(sp spec, opts Options, types []NodeType) error {
 	if sp.rootExpired {
 		rootWin = window{years(t0, -10, -5), years(t0, 0, -5)}
 	}
-	if d.Root, err = d.newRoot(first.PNID, rootWin); err != nil {
+	if d.root, err = d.newRoot(first.PNID, rootWin); err != nil {
 		return err
 	}
-	crl, err := d.Root.CRL(t0)
+	crl, err := d.root.CRL(t0)
 	if err != nil {
 		return err
 	}
@@ -235,7 +235,7 @@ func (d *Domain) build(sp spec, opts Options, types []NodeType) error {
 	if err := d.buildSkeleton(); err != nil {
 		return err
 	}
-	if err := d.PublishCA(d.Root.X509, crl); err != nil {
+	if err := d.PublishCA(d.root.X509, crl); err != nil {
 		return err
 	}
 	serverID := 0
@@ -266,7 +266,7 @@ func (d *Domain) build(sp spec, opts Options, types []NodeType) error {
 	if err != nil {
 		return fmt.Errorf("issue sts signing certificate: %w", err)
 	}
-	if err := d.addTenantCredential(1, sts, d.Root.DER); err != nil {
+	if err := d.addTenantCredential(1, sts, d.root.DER); err != nil {
 		return err
 	}
 
@@ -327,7 +327,7 @@ func (d *Domain) issue(w window, usage pki.Usage, req pki.Request) (*pki.Cert, e
 		return nil, err
 	}
 	req.Key, req.NotBefore, req.NotAfter, req.Usage = key, w.from, w.to, usage
-	return d.Root.Issue(req)
+	return d.root.Issue(req)
 }
 
 // MachineSSLRequest returns the certificate request VMCA uses for a node's
@@ -414,8 +414,8 @@ func (d *Domain) fillVECS(n *Node, c *nodeCerts, crl []byte) error {
 		store string
 		e     Entry
 	}{
-		{StoreMachineSSL, pk(AliasMachineCert, c.machineSSL, d.Root.DER)},
-		{StoreTrustedRoots, Entry{Alias: pki.SHA1Hex(d.Root.DER), Type: TrustedCert, Certs: [][]byte{d.Root.DER}}},
+		{StoreMachineSSL, pk(AliasMachineCert, c.machineSSL, d.root.DER)},
+		{StoreTrustedRoots, Entry{Alias: pki.SHA1Hex(d.root.DER), Type: TrustedCert, Certs: [][]byte{d.root.DER}}},
 		{StoreTrustedRootCRLs, Entry{Alias: pki.SHA1Hex(crl), Type: CRL, CRL: crl}},
 	}
 	for _, su := range SolutionUsers {
@@ -435,7 +435,7 @@ func (d *Domain) fillVECS(n *Node, c *nodeCerts, crl []byte) error {
 		add = append(add, struct {
 			store string
 			e     Entry
-		}{StoreBackup, pk(BackupAlias(AliasMachineCert), c.oldSSL, d.Root.DER)})
+		}{StoreBackup, pk(BackupAlias(AliasMachineCert), c.oldSSL, d.root.DER)})
 	}
 	for _, a := range add {
 		if err := n.VECS.Create(a.store, a.e); err != nil {
@@ -495,8 +495,8 @@ func (d *Domain) writeNodeFiles(n *Node) error {
 			data []byte
 			perm os.FileMode
 		}{
-			{PathRootCert, d.Root.PEM(), 0o644},
-			{PathRootKey, d.Root.KeyPEM(), 0o600},
+			{PathRootCert, d.root.PEM(), 0o644},
+			{PathRootKey, d.root.KeyPEM(), 0o600},
 			{"/usr/lib/vmware-vmdir/sbin/vmdird", []byte("#!/bin/sh\n# vmdird (simulated by the lab)\n"), 0o755},
 		}...)
 	}

@@ -33,8 +33,10 @@ type Domain struct {
 	Scenario string
 	// Dir is the vmdir directory the nodes share.
 	Dir *vmdir.Directory
-	// Root is the VMCA root CA.
-	Root *pki.CA
+	// root is the VMCA root CA; VMCARoot and SetVMCARoot read and replace
+	// it under the lock, since certificate-manager replaces it while the
+	// lab serves.
+	root *pki.CA
 	// Nodes are the appliances, first node first.
 	Nodes []*Node
 	// Now is the lab clock: every validity check, the services' included,
@@ -55,6 +57,20 @@ type Domain struct {
 
 // Lock locks the domain.
 func (d *Domain) Lock() { d.mu.Lock() }
+
+// VMCARoot returns the VMCA root CA in use.
+func (d *Domain) VMCARoot() *pki.CA {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.root
+}
+
+// SetVMCARoot makes ca the VMCA root CA (certool --rootca does).
+func (d *Domain) SetVMCARoot(ca *pki.CA) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.root = ca
+}
 
 // Unlock unlocks the domain.
 func (d *Domain) Unlock() { d.mu.Unlock() }

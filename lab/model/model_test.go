@@ -181,7 +181,7 @@ func TestScenarios(t *testing.T) {
 			}
 		}},
 		{"root-expired", "expired on", func(t *testing.T, d *Domain) {
-			if !d.Root.X509.NotAfter.Before(clock) {
+			if !d.VMCARoot().X509.NotAfter.Before(clock) {
 				t.Error("VMCA root not expired")
 			}
 			for _, n := range d.Nodes {
@@ -246,7 +246,7 @@ func TestScenarios(t *testing.T) {
 func TestCertificatesVerify(t *testing.T) {
 	d := build(t, "healthy")
 	roots := x509.NewCertPool()
-	roots.AddCert(d.Root.X509)
+	roots.AddCert(d.VMCARoot().X509)
 	for _, n := range d.Nodes {
 		for _, store := range append([]string{StoreMachineSSL, StoreDataEncipherment}, SolutionUsers...) {
 			entries, err := n.VECS.Entries(store)
@@ -274,7 +274,7 @@ func TestCertificatesVerify(t *testing.T) {
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		t.Errorf("STS leaf: %v", err)
 	}
-	if !bytes.Equal(sts.Certs[1].Raw, d.Root.DER) {
+	if !bytes.Equal(sts.Certs[1].Raw, d.VMCARoot().DER) {
 		t.Error("TenantCredential chain does not end with the VMCA root")
 	}
 }
@@ -322,7 +322,7 @@ func TestRepairTakesEffect(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		leaf, err := d.Root.Issue(pki.Request{CommonName: "STS", NotBefore: clock.Add(-time.Hour),
+		leaf, err := d.VMCARoot().Issue(pki.Request{CommonName: "STS", NotBefore: clock.Add(-time.Hour),
 			NotAfter: clock.AddDate(10, 0, 0), Usage: pki.UsageSigning, Key: key})
 		if err != nil {
 			t.Fatal(err)
@@ -331,7 +331,7 @@ func TestRepairTakesEffect(t *testing.T) {
 		err = d.Dir.Add(vmdir.NewEntry(d.TenantCredentialDN(2),
 			vmdir.StrAttr("objectClass", "top", "vmwSTSTenantCredential"),
 			vmdir.Attr{Name: "vmwSTSPrivateKey", Values: [][]byte{leaf.KeyPKCS8}},
-			vmdir.Attr{Name: "userCertificate", Values: [][]byte{leaf.DER, d.Root.DER}}))
+			vmdir.Attr{Name: "userCertificate", Values: [][]byte{leaf.DER, d.VMCARoot().DER}}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -359,7 +359,7 @@ func TestRepairTakesEffect(t *testing.T) {
 		}
 		req := MachineSSLRequest(n)
 		req.Key, req.NotBefore, req.NotAfter = key, clock, clock.AddDate(2, 0, 0)
-		c, err := d.Root.Issue(req)
+		c, err := d.VMCARoot().Issue(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -487,7 +487,7 @@ func TestLayout(t *testing.T) {
 	b.WriteString("# directory\n")
 	for _, e := range es {
 		// The CA's RDN is its key id, which varies with the key.
-		b.WriteString(strings.Replace(e.DN, pki.SKIDHex(d.Root.X509), "<skid>", 1) + "\n")
+		b.WriteString(strings.Replace(e.DN, pki.SKIDHex(d.VMCARoot().X509), "<skid>", 1) + "\n")
 	}
 	b.WriteString("\n# registrations\n")
 	regs, err := d.Registrations()

@@ -149,7 +149,7 @@ func TestVECSOfScenario(t *testing.T) {
 		t.Errorf("StoreNames = %v", got)
 	}
 	roots, _ := n.VECS.Entries(StoreTrustedRoots)
-	if len(roots) != 1 || roots[0].Alias != pki.SHA1Hex(d.Root.DER) || roots[0].Type != TrustedCert {
+	if len(roots) != 1 || roots[0].Alias != pki.SHA1Hex(d.VMCARoot().DER) || roots[0].Type != TrustedCert {
 		t.Errorf("TRUSTED_ROOTS = %+v", roots)
 	}
 	crls, _ := n.VECS.Entries(StoreTrustedRootCRLs)
@@ -169,14 +169,14 @@ func TestVECSOfScenario(t *testing.T) {
 			t.Errorf("vmwSTSSubjectDN = %q", e.First("vmwSTSSubjectDN"))
 		}
 	}
-	ca, err := d.Dir.Get(d.CADN(d.Root.X509))
-	if err != nil || !bytes.Equal(ca.Values("cACertificate")[0], d.Root.DER) {
+	ca, err := d.Dir.Get(d.CADN(d.VMCARoot().X509))
+	if err != nil || !bytes.Equal(ca.Values("cACertificate")[0], d.VMCARoot().DER) {
 		t.Errorf("CA entry: %v", err)
 	}
-	if got := pki.SubjectDN(d.Root.X509); got != "CN=CA, DC=vsphere, DC=local, C=US, ST=California, O=vcsa1.lab.test, OU=VMware Engineering" {
+	if got := pki.SubjectDN(d.VMCARoot().X509); got != "CN=CA, DC=vsphere, DC=local, C=US, ST=California, O=vcsa1.lab.test, OU=VMware Engineering" {
 		t.Errorf("root subject %q", got)
 	}
-	if b, _ := n.ReadFile(PathRootCert); !bytes.Equal(b, d.Root.PEM()) {
+	if b, _ := n.ReadFile(PathRootCert); !bytes.Equal(b, d.VMCARoot().PEM()) {
 		t.Error("root.cer differs from the VMCA root")
 	}
 }
@@ -284,7 +284,7 @@ func TestSaveRegistration(t *testing.T) {
 		t.Errorf("saving unchanged registrations wrote %d changes", d.Dir.HighestUSN()-usn)
 	}
 	// A new trust changes only that endpoint.
-	newTrust := pki.TrustString(d.Root.DER)
+	newTrust := pki.TrustString(d.VMCARoot().DER)
 	vc.Endpoints[0].SslTrust = []string{newTrust}
 	legacy.Endpoints[0].SslTrust = []string{newTrust}
 	for _, r := range []Registration{vc, legacy} {
@@ -299,7 +299,7 @@ func TestSaveRegistration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(ep.Values("vmwLKUPSslTrustAnchor")[0], d.Root.DER) {
+	if !bytes.Equal(ep.Values("vmwLKUPSslTrustAnchor")[0], d.VMCARoot().DER) {
 		t.Error("legacy trust anchor is not the DER certificate")
 	}
 	got, err := d.Registration(vc.ServiceID)
@@ -446,12 +446,11 @@ func TestConcurrentUse(t *testing.T) {
 		if err := n.Services.StartAll(); err != nil {
 			t.Error(err)
 		}
-		if err := d.Do(func() error {
-			ca, err := pki.LoadCA(d.Root.PEM(), d.Root.KeyPEM())
-			d.Root = ca
-			return err
-		}); err != nil {
+		ca, err := pki.LoadCA(d.VMCARoot().PEM(), d.VMCARoot().KeyPEM())
+		if err != nil {
 			t.Error(err)
+		} else {
+			d.SetVMCARoot(ca)
 		}
 	}
 	<-done

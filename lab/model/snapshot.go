@@ -20,7 +20,7 @@ import (
 // Snapshot takes the domain lock briefly: do not call it inside Do.
 func (d *Domain) Snapshot() []byte {
 	d.mu.Lock()
-	root := d.Root
+	root := d.root
 	nodes := append([]*Node(nil), d.Nodes...)
 	d.mu.Unlock()
 

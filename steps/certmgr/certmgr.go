@@ -28,7 +28,7 @@ import (
 	"strings"
 	"time"
 
-	"runbook/steps/runfile"
+	"runbook/internal/runfile"
 
 	"runbook/engine"
 	"runbook/steps/conn"

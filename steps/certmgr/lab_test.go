@@ -432,7 +432,7 @@ func TestOption8(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Apply: %v\n%s", err, out.Transcript)
 	}
-	root := labRoot(e.d)
+	root := e.d.VMCARoot()
 	if bytes.Equal(root.PEM(), oldRoot) || root.X509.Subject.CommonName != p.VMCAName {
 		t.Fatalf("the VMCA root was not regenerated with CN %s: %s", p.VMCAName, pki.SubjectDN(root.X509))
 	}
@@ -456,13 +456,6 @@ func TestOption8(t *testing.T) {
 	if v, err := checkRun(ctx, e.env, p); err != nil || v.State != engine.Applied {
 		t.Errorf("Check after Apply = %v %q, %v; want applied", v.State, v.Detail, err)
 	}
-}
-
-// labRoot returns the lab's VMCA root.
-func labRoot(d *model.Domain) *pki.CA {
-	d.Lock()
-	defer d.Unlock()
-	return d.Root
 }
 
 // TestOption8OnRootExpired runs option 8 where the VMCA root has expired.

@@ -233,7 +233,7 @@ func appliedLab(t *testing.T, scenario, option string) *restoreLab {
 	if out, err := applyRun(ctx, e.env, p); err != nil {
 		t.Fatalf("Apply: %v\n%s", err, out.Transcript)
 	}
-	r.newRoot = labRoot(e.d)
+	r.newRoot = e.d.VMCARoot()
 	var err error
 	if r.n, err = conn.Node(e.env, ""); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"runbook/steps/runfile"
+	"runbook/internal/runfile"
 
 	"runbook/engine"
 	"runbook/steps/certinfo"

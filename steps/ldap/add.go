@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"runbook/steps/runfile"
+	"runbook/internal/runfile"
 
 	goldap "github.com/go-ldap/ldap/v3"
 

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"runbook/steps/runfile"
+	"runbook/internal/runfile"
 
 	goldap "github.com/go-ldap/ldap/v3"
 

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"runbook/steps/runfile"
+	"runbook/internal/runfile"
 
 	"github.com/pkg/sftp"
 

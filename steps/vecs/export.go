@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"runbook/steps/runfile"
+	"runbook/internal/runfile"
 
 	"runbook/engine"
 	"runbook/steps/certinfo"

@@ -29,13 +29,6 @@ func TestRegister(t *testing.T) {
 	checkTags(t, st.ParamsType(), st.OutputsType())
 }
 
-// labRoot returns the lab's VMCA root.
-func labRoot(d *model.Domain) *pki.CA {
-	d.Lock()
-	defer d.Unlock()
-	return d.Root
-}
-
 // workDir is the remote work folder for testLab's run id.
 const workDir = "/tmp/vmware-runbook-20260102-030405-test"
 
@@ -123,7 +116,7 @@ func TestIssueSTS(t *testing.T) {
 // forms, and outputs that describe them without the key.
 func checkIssued(t *testing.T, d *model.Domain, n *model.Node, out issueOutputs) {
 	t.Helper()
-	root := labRoot(d)
+	root := d.VMCARoot()
 	leaf := parseDER(t, out.CertDERFile)
 	if err := leaf.CheckSignatureFrom(root.X509); err != nil {
 		t.Errorf("the certificate is not signed by the lab's VMCA root: %v", err)
