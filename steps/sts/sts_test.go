@@ -194,7 +194,7 @@ func TestCertificates(t *testing.T) {
 			}
 
 			golden(t, "report-"+tc.scenario+".txt", out.Report, map[string]string{
-				sha1Of(leaf):        "<STS-LEAF-SHA1>",
+				sha1Of(leaf):              "<STS-LEAF-SHA1>",
 				sha1Of(d.VMCARoot().X509): "<VMCA-ROOT-SHA1>",
 			})
 		})
