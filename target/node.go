@@ -123,6 +123,9 @@ func (n *Node) Pins() (tlsThumbprint, hostKey string) {
 // serves. A step doing so calls Repin only after it has checked that the new
 // certificate came from the appliance's own VECS store, read over the pinned
 // SSH connection — never from what an HTTPS server presents.
+//
+// With Options.PinFile the new pin is recorded there, so that a resumed run
+// (a new process) trusts the new certificate too.
 func (n *Node) Repin(thumbprint string) error {
 	pin, err := parseThumbprint(thumbprint)
 	if err != nil {
@@ -133,9 +136,17 @@ func (n *Node) Repin(thumbprint string) error {
 	n.tlsPin = pin
 	n.mu.Unlock()
 	n.http.CloseIdleConnections()
-	if old != pin {
-		n.t.logf("node %s: TLS pin changed from %s to %s", n.pnid, orNone(old), pin)
+	if old == pin {
+		return nil
 	}
+	if n.t.pins == nil {
+		n.t.logf("node %s: TLS pin changed from %s to %s; update tls_thumbprint in the profile", n.pnid, orNone(old), pin)
+		return nil
+	}
+	if err := n.t.pins.save(n.pnid, pin); err != nil {
+		return fmt.Errorf("repin %s: %w", n.pnid, err)
+	}
+	n.t.logf("node %s: TLS pin changed from %s to %s (recorded in %s); update tls_thumbprint in the profile", n.pnid, orNone(old), pin, n.t.pins.path)
 	return nil
 }
 

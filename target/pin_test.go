@@ -3,6 +3,8 @@ package target
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -240,8 +242,50 @@ func TestRepin(t *testing.T) {
 	if pin, _ := n.Pins(); pin != other {
 		t.Errorf("a bad Repin changed the pin to %s", pin)
 	}
-	want := "node vcsa1.lab.test: TLS pin changed from " + tpUp + " to " + other
+	want := "node vcsa1.lab.test: TLS pin changed from " + tpUp + " to " + other + "; update tls_thumbprint in the profile"
 	if got := logs(); len(got) != 1 || got[0] != want {
 		t.Errorf("logs = %q, want %q", got, want)
+	}
+}
+
+// TestRepinRecorded checks that with a pin file, a changed pin outlives the
+// process: a target opened again from the same profile (a resumed run)
+// trusts the new certificate and not the profile's, and says so.
+func TestRepinRecorded(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pins", "lab.json")
+	n, _ := pinNode(t, tp, "", Options{PinFile: file})
+	other := strings.Replace(tpUp, "AB", "00", 1)
+	if err := n.Repin(other); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("pin file: %v, %v", fi, err)
+	}
+
+	again, logs := pinNode(t, tp, "", Options{PinFile: file})
+	if pin, _ := again.Pins(); pin != other {
+		t.Fatalf("reopened with the pin file: pin %s, want the recorded %s", pin, other)
+	}
+	if err := again.checkPin(PinTLS, tpUp); err == nil {
+		t.Error("the profile's old certificate is still accepted")
+	}
+	if got := logs(); len(got) != 1 || !strings.Contains(got[0], "update tls_thumbprint") {
+		t.Errorf("logs = %q, want a note that the profile is out of date", got)
+	}
+
+	without, _ := pinNode(t, tp, "", Options{})
+	if pin, _ := without.Pins(); pin != tpUp {
+		t.Errorf("without the pin file: pin %s, want the profile's %s", pin, tpUp)
+	}
+
+	if err := os.WriteFile(file, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &Profile{Domain: "vsphere.local", SSO: Credentials{User: "administrator@vsphere.local", PasswordEnv: "X"},
+		Nodes: []NodeProfile{{PNID: "vcsa1.lab.test", Address: "127.0.0.1", TLSThumbprint: tp,
+			SSH: SSHProfile{Credentials: Credentials{PasswordEnv: "X"}}}}}
+	if _, err := Open(t.Context(), p, Options{PinFile: file}); err == nil {
+		t.Error("a corrupt pin file was ignored")
 	}
 }

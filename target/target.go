@@ -33,6 +33,11 @@ type Options struct {
 	// Logf, when not nil, receives notes for the operator, such as pins
 	// trusted on first use.
 	Logf func(format string, args ...any)
+	// PinFile, when set, is where a TLS pin that changes during a run
+	// (Node.Repin) is recorded, mode 0600, and where Open reads such pins
+	// back: a resumed run must trust the certificate a step installed, not
+	// the one the profile still names. Empty keeps changed pins in memory.
+	PinFile string
 }
 
 // Target is an SSO domain opened from a profile. It implements engine.Target;
@@ -42,6 +47,7 @@ type Target struct {
 	name    string
 	profile *Profile
 	opts    Options
+	pins    *pinFile // nil without Options.PinFile
 	nodes   []*Node
 	facts   *slot[engine.Facts]
 	closed  atomic.Bool
@@ -69,6 +75,12 @@ func Open(ctx context.Context, p *Profile, opts Options) (*Target, error) {
 	}
 	for _, np := range t.profile.Nodes {
 		t.nodes = append(t.nodes, newNode(t, np))
+	}
+	if opts.PinFile != "" {
+		t.pins = &pinFile{path: opts.PinFile}
+		if err := t.applyLearnedPins(); err != nil {
+			return nil, fmt.Errorf("open target: %w", err)
+		}
 	}
 	return t, nil
 }

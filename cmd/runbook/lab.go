@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -164,6 +166,18 @@ func removeFiles(files []string) {
 	}
 }
 
+// pinFile is where TLS pins that change during runs against the profile at
+// path are kept (see target.Options.PinFile): in the state dir, one file per
+// profile, so that resume trusts a certificate a run installed.
+func (a *app) pinFile(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(a.stateDir, "pins", hex.EncodeToString(sum[:8])+".json")
+}
+
 // openTarget opens the target named by --target: nothing for "" or
 // "local" (only local step types can run), a lab started for this run for
 // lab:SCENARIO, and otherwise the profile file at spec, named by its path.
@@ -202,6 +216,7 @@ func (a *app) openTarget(ctx context.Context, spec string, trustOnFirstUse bool)
 	}
 	t, err := target.Open(ctx, p, target.Options{
 		Name:            spec,
+		PinFile:         a.pinFile(spec),
 		TrustOnFirstUse: trustOnFirstUse,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(a.stderr, "runbook: "+format+"\n", args...)
