@@ -99,3 +99,56 @@ func TestKillAndResume(t *testing.T) {
 		})
 	}
 }
+
+// TestResumeKeepsParamTypes kills a run whose params are an empty list, a
+// list with an item holding a comma, and a duration, and resumes it: the
+// resumed run must bind the same values (resume refuses different params)
+// and finish with them.
+func TestResumeKeepsParamTypes(t *testing.T) {
+	bin := buildRunbook(t, t.TempDir())
+	work := t.TempDir()
+	rb := `apiVersion: runbook/v1
+name: typed
+title: Params that do not survive a round trip through text
+params:
+  none: {type: list, default: [], description: An empty list.}
+  names: {type: list, description: Items with commas.}
+  wait: {type: duration, default: 1ms, description: A duration.}
+steps:
+  - id: write
+    uses: exec
+    with:
+      argv: [sh, -c, "echo \"$N\" > seen"]
+      env: {N: "${{ string(len(params.none)) + '|' + join(params.names, ';') + '|' + string(params.wait) }}"}
+      check: [test, -f, seen]
+`
+	if err := os.WriteFile(filepath.Join(work, "typed.yaml"), []byte(rb), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "params.yaml"), []byte("names: [\"a,b\", c]\nwait: 90s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(work, "state")
+	env := append(os.Environ(), "RUNBOOK_STATE_DIR="+state, "NO_COLOR=1")
+	run := exec.Command(bin, "run", "typed.yaml", "--params-file", "params.yaml")
+	run.Dir, run.Env = work, append(env, "RUNBOOK_FAILPOINT=intent:write")
+	if err := run.Run(); err == nil {
+		t.Fatal("the run was not killed")
+	}
+	runs, err := engine.Runs(state)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs: %v %v", runs, err)
+	}
+	resume := exec.Command(bin, "resume", runs[0].ID)
+	resume.Dir, resume.Env = work, env
+	if out, err := resume.CombinedOutput(); err != nil {
+		t.Fatalf("resume: %v\n%s", err, out)
+	}
+	got, err := os.ReadFile(filepath.Join(work, "seen"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "0|a,b;c|1m30s\n"; string(got) != want {
+		t.Errorf("the resumed run saw params %q, want %q", got, want)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"gopkg.in/yaml.v3"
 
 	"runbook/engine"
 )
@@ -52,11 +52,8 @@ func (a *app) prompter() engine.Prompter {
 
 // bindParams binds params from flags, the params file and the environment,
 // asking for secrets on the terminal when there is one.
-func (a *app) bindParams(rb *engine.Runbook, f *runFlags, prev map[string]string) (map[string]any, error) {
+func (a *app) bindParams(rb *engine.Runbook, f *runFlags) (map[string]any, error) {
 	flags := map[string]string{}
-	for k, v := range prev {
-		flags[k] = v
-	}
 	for _, kv := range f.params {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -149,7 +146,7 @@ run --plan F later re-reads the facts and refuses the plan if anything changed.`
 			if err != nil {
 				return err
 			}
-			values, err := a.bindParams(rb, &f, nil)
+			values, err := a.bindParams(rb, &f)
 			if err != nil {
 				return err
 			}
@@ -197,7 +194,17 @@ func (a *app) resumeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			values, err := a.bindParams(rb, &f, journaledParams(rb, start.Params))
+			if f.paramsFile == "" {
+				// The run's own params, typed as they were journaled; secrets
+				// were never journaled and are read again.
+				file, cleanup, err := journaledParamsFile(rb, start.Params)
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				f.paramsFile = file
+			}
+			values, err := a.bindParams(rb, &f)
 			if err != nil {
 				return err
 			}
@@ -267,37 +274,37 @@ func (a *app) findRun(id string) (engine.RunInfo, engine.Record, error) {
 	return engine.RunInfo{}, engine.Record{}, fmt.Errorf("no run %q in %s (see `runbook runs`)", id, a.stateDir)
 }
 
-// journaledParams turns the params a run journaled (JSON values, secrets
-// left out) back into the text form --param takes.
-func journaledParams(rb *engine.Runbook, journaled map[string]any) map[string]string {
-	types := map[string]engine.ParamType{}
+// journaledParamsFile writes the params a run journaled (JSON values,
+// secrets left out) to a private YAML params file, so that resume binds them
+// with their types: a list stays a list, even an empty one or one whose
+// items hold commas. It returns the file and a func that removes it.
+func journaledParamsFile(rb *engine.Runbook, journaled map[string]any) (string, func(), error) {
+	values := map[string]any{}
 	for _, p := range rb.Params {
-		types[p.Name] = p.Type
-	}
-	out := map[string]string{}
-	for name, v := range journaled {
-		t, ok := types[name]
-		if !ok || t == engine.ParamSecret {
+		v, ok := journaled[p.Name]
+		if !ok || p.Type == engine.ParamSecret {
 			continue
 		}
-		switch val := v.(type) {
-		case []any:
-			parts := make([]string, len(val))
-			for i, x := range val {
-				parts[i] = fmt.Sprint(x)
-			}
-			out[name] = strings.Join(parts, ",")
-		case float64:
-			if t == engine.ParamDuration {
-				out[name] = time.Duration(val).String()
-			} else {
-				out[name] = strconv.FormatFloat(val, 'f', -1, 64)
-			}
-		default:
-			out[name] = fmt.Sprint(val)
+		if ns, isNum := v.(float64); isNum && p.Type == engine.ParamDuration {
+			v = time.Duration(ns).String()
 		}
+		values[p.Name] = v
 	}
-	return out
+	data, err := yaml.Marshal(values)
+	if err != nil {
+		return "", nil, fmt.Errorf("write the run's params: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "runbook-resume-")
+	if err != nil {
+		return "", nil, fmt.Errorf("write the run's params: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	file := filepath.Join(dir, "params.yaml")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("write the run's params: %w", err)
+	}
+	return file, cleanup, nil
 }
 
 func printRuns(w io.Writer, runs []engine.RunInfo) error {
