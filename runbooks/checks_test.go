@@ -165,14 +165,14 @@ func vecsExpiryFindings(out string) []string {
 	return got
 }
 
-// vecsExpiryFix is the certificate-manager option vecs-expiry must name
-// for an expired certificate of store.
+// vecsExpiryFix is the fix (a certificate-manager option or a runbook)
+// vecs-expiry must name for an expired certificate of store.
 func vecsExpiryFix(store string) string {
 	switch store {
 	case model.StoreMachineSSL:
 		return "option 3"
 	case model.StoreTrustedRoots:
-		return "option 8"
+		return "expired-certs-recovery"
 	case model.StoreBackup:
 		return "KB 82560"
 	}

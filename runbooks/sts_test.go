@@ -360,7 +360,7 @@ func TestSTSRegenerateRefuses(t *testing.T) {
 				}
 				return r
 			}},
-		{name: "expired root", code: 3, want: "certificate-manager option 8",
+		{name: "expired root", code: 3, want: "Run expired-certs-recovery",
 			setup: func(t *testing.T) *labRun { return startLab(t, "root-expired") }},
 		{name: "node missing from the profile", code: 3, want: "add every node to the target profile",
 			setup: func(t *testing.T) *labRun {
