@@ -6,11 +6,9 @@ package services
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"runbook/engine"
 	"runbook/steps/conn"
@@ -125,29 +123,14 @@ func runStatus(ctx context.Context, env *engine.Env, p *statusParams) (statusOut
 // (unless none can be); any other failure, or any failure without it, is
 // an error.
 func readAll(ctx context.Context, env *engine.Env, nodes []*target.Node, required []string, skipUnreachable bool) (statusOutputs, error) {
-	states := make([]NodeStatus, len(nodes))
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Go(func() { states[i], errs[i] = readNode(ctx, env, n, required) })
-	}
-	wg.Wait()
-	var fatal []error
-	for i, err := range errs {
-		switch {
-		case err == nil:
-		case skipUnreachable && ctx.Err() == nil && target.Unreachable(err):
-			states[i] = NodeStatus{PNID: nodes[i].PNID(), Error: shell.Redact(env, err.Error()),
+	states, err := conn.EachNode(ctx, nodes, skipUnreachable, "read services",
+		func(ctx context.Context, n *target.Node) (NodeStatus, error) { return readNode(ctx, env, n, required) },
+		func(n *target.Node, err error) NodeStatus {
+			return NodeStatus{PNID: n.PNID(), Error: shell.Redact(env, err.Error()),
 				Running: []string{}, Stopped: []string{}, Required: []string{}, NotRunning: []string{}}
-		default:
-			fatal = append(fatal, err)
-		}
-	}
-	if err := errors.Join(fatal...); err != nil {
+		})
+	if err != nil {
 		return statusOutputs{}, err
-	}
-	if !slices.ContainsFunc(states, func(s NodeStatus) bool { return s.Reachable }) {
-		return statusOutputs{}, fmt.Errorf("read services: no node of the target could be reached: %w", errors.Join(errs...))
 	}
 	return summarize(states), nil
 }

@@ -5,11 +5,8 @@ package tlspeer
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"runbook/engine"
@@ -112,29 +109,13 @@ func runPeer(ctx context.Context, env *engine.Env, p *peerParams) (peerOutputs, 
 	if err != nil {
 		return peerOutputs{}, err
 	}
-	all := strings.EqualFold(p.Node, conn.All)
-	peers := make([]Peer, len(nodes))
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Go(func() { peers[i], errs[i] = read(ctx, n, p) })
-	}
-	wg.Wait()
-	var fatal []error
-	for i, err := range errs {
-		switch {
-		case err == nil:
-		case all && ctx.Err() == nil && target.Unreachable(err):
-			peers[i] = Peer{Node: nodes[i].PNID(), Error: err.Error(), Chain: []certinfo.Info{}}
-		default:
-			fatal = append(fatal, err)
-		}
-	}
-	if err := errors.Join(fatal...); err != nil {
+	peers, err := conn.EachNode(ctx, nodes, strings.EqualFold(p.Node, conn.All), "read certificates",
+		func(ctx context.Context, n *target.Node) (Peer, error) { return read(ctx, n, p) },
+		func(n *target.Node, err error) Peer {
+			return Peer{Node: n.PNID(), Error: err.Error(), Chain: []certinfo.Info{}}
+		})
+	if err != nil {
 		return peerOutputs{}, err
-	}
-	if !slices.ContainsFunc(peers, func(p Peer) bool { return p.Reachable }) {
-		return peerOutputs{}, fmt.Errorf("read certificates: no node of the target could be reached: %w", errors.Join(errs...))
 	}
 	f := peers[0]
 	out := peerOutputs{Nodes: peers, Peers: peers}

@@ -175,30 +175,14 @@ func runEntries(ctx context.Context, env *engine.Env, p *entriesParams) (entries
 	if err != nil {
 		return entriesOutputs{}, err
 	}
-	all := strings.EqualFold(p.Node, conn.All)
-	results := make([]NodeEntries, len(nodes))
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Go(func() { results[i], errs[i] = readNode(ctx, env, n, p) })
-	}
-	wg.Wait()
-	var fatal []error
-	for i, err := range errs {
-		switch {
-		case err == nil:
-		case all && ctx.Err() == nil && target.Unreachable(err):
-			results[i] = NodeEntries{PNID: nodes[i].PNID(), Error: shell.Redact(env, err.Error()),
+	results, err := conn.EachNode(ctx, nodes, strings.EqualFold(p.Node, conn.All), "read VECS",
+		func(ctx context.Context, n *target.Node) (NodeEntries, error) { return readNode(ctx, env, n, p) },
+		func(n *target.Node, err error) NodeEntries {
+			return NodeEntries{PNID: n.PNID(), Error: shell.Redact(env, err.Error()),
 				Stores: []string{}, Entries: []Entry{}, Expired: []Entry{}, Expiring: []Entry{}}
-		default:
-			fatal = append(fatal, err)
-		}
-	}
-	if err := errors.Join(fatal...); err != nil {
+		})
+	if err != nil {
 		return entriesOutputs{}, err
-	}
-	if !slices.ContainsFunc(results, func(r NodeEntries) bool { return r.Reachable }) {
-		return entriesOutputs{}, fmt.Errorf("read VECS: no node of the target could be reached: %w", errors.Join(errs...))
 	}
 	first := results[0]
 	out := entriesOutputs{Node: first.PNID, Stores: first.Stores, Report: first.Report, Nodes: results,
