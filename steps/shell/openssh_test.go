@@ -1,25 +1,13 @@
 package shell
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/pem"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"runbook/internal/testbin"
-
-	"golang.org/x/crypto/ssh"
 
 	"runbook/engine"
 	"runbook/steps/conn"
@@ -27,123 +15,17 @@ import (
 )
 
 // sshdServer is Debian's OpenSSH sshd on loopback, for a throwaway local
-// user that logs in with a password.
-type sshdServer struct {
-	port    int
-	hostKey string
-	user    string
-	home    string
-}
+// user that logs in with a password (testbin.StartOpenSSH).
+type sshdServer = testbin.OpenSSH
 
-// startSSHD creates a user with a random name and password (which needs
-// root) and starts /usr/sbin/sshd for it on a free loopback port with
-// password authentication only. It returns the server and a target
-// reaching it as node vcsa1.lab.test; both go away when the test ends.
+// startSSHD starts Debian's sshd for a throwaway user and returns it with a
+// target reaching it as node vcsa1.lab.test; both go away when the test
+// ends.
 func startSSHD(t *testing.T) (*sshdServer, *target.Target) {
 	t.Helper()
-	sshd := testbin.Need(t, "/usr/sbin/sshd", "openssh-server")
-	useradd := testbin.Need(t, "useradd", "passwd")
-	chpasswd := testbin.Need(t, "chpasswd", "passwd")
-	userdel := testbin.Need(t, "userdel", "passwd")
-	if os.Geteuid() != 0 {
-		testbin.Unavailable(t, "the OpenSSH test creates a local user and must run as root")
-	}
-	rnd := make([]byte, 12)
-	if _, err := rand.Read(rnd); err != nil {
-		t.Fatal(err)
-	}
-	s := &sshdServer{user: "rbs" + hex.EncodeToString(rnd[:4])}
-	password := "Pw-" + hex.EncodeToString(rnd[4:])
-
-	home, err := os.MkdirTemp("", "rbshell-home-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(home) })
-	s.home = home
-	if out, err := exec.Command(useradd, "-M", "-d", home, "-s", "/bin/sh", s.user).CombinedOutput(); err != nil {
-		t.Fatalf("useradd: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command(userdel, s.user).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v\n%s", s.user, err, out)
-		}
-	})
-	u, err := user.Lookup(s.user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.Chown(home, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(chpasswd)
-	cmd.Stdin = strings.NewReader(s.user + ":" + password + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("chpasswd: %v\n%s", err, out)
-	}
-
+	s := testbin.StartOpenSSH(t)
 	dir := t.TempDir()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(key, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "host_ed25519"), pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.hostKey = ssh.FingerprintSHA256(signer.PublicKey())
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	conf := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, `ListenAddress 127.0.0.1
-Port %d
-HostKey %s/host_ed25519
-PidFile %[2]s/sshd.pid
-AllowUsers %s
-PermitRootLogin no
-PubkeyAuthentication no
-PasswordAuthentication yes
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-LogLevel ERROR
-Subsystem sftp internal-sftp
-`, s.port, dir, s.user), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(sshd, "-t", "-f", conf).CombinedOutput(); err != nil {
-		t.Fatalf("sshd -t: %v\n%s", err, out)
-	}
-	var log strings.Builder
-	daemon := exec.Command(sshd, "-D", "-e", "-f", conf)
-	daemon.Stderr = &log
-	daemon.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- daemon.Wait() }()
-	t.Cleanup(func() {
-		_ = daemon.Process.Signal(syscall.SIGTERM)
-		<-exited
-	})
-
+	password := s.Password
 	pwFile := filepath.Join(dir, "ssh.password")
 	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -154,8 +36,8 @@ Subsystem sftp internal-sftp
 		Nodes: []target.NodeProfile{{
 			PNID:    "vcsa1.lab.test",
 			Address: "127.0.0.1",
-			Ports:   target.Ports{SSH: s.port},
-			SSH:     target.SSHProfile{Credentials: target.Credentials{User: s.user, PasswordFile: pwFile}, HostKey: s.hostKey},
+			Ports:   target.Ports{SSH: s.Port},
+			SSH:     target.SSHProfile{Credentials: target.Credentials{User: s.User, PasswordFile: pwFile}, HostKey: s.HostKey},
 		}},
 	}
 	tg, err := target.Open(t.Context(), prof, target.Options{Name: "openssh"})
@@ -166,16 +48,10 @@ Subsystem sftp internal-sftp
 	// Wait until sshd accepts a login.
 	n, _ := tg.Node("")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("sshd exited: %v\n%s", err, log.String())
-		default:
-		}
 		if _, _, _, err := n.Run(t.Context(), "true", nil); err == nil {
 			break
 		} else if time.Now().After(deadline) {
-			t.Fatalf("sshd does not accept logins: %v\n%s", err, log.String())
+			t.Fatalf("sshd does not accept logins: %v", err)
 		}
 	}
 	return s, tg
@@ -188,7 +64,7 @@ func TestOpenSSH(t *testing.T) {
 	env := newEnv(t, tg)
 
 	t.Run("ssh.exec", func(t *testing.T) {
-		marker := filepath.Join(s.home, "marker")
+		marker := filepath.Join(s.Home, "marker")
 		p := &execParams{Command: "printf '%s' \"$(cat)\" > " + marker, Stdin: "from stdin " + testSecret, Check: "test -s " + marker}
 		pl, err := planExec(ctx, env, p)
 		if err != nil || pl.InPlace {
@@ -220,7 +96,7 @@ func TestOpenSSH(t *testing.T) {
 	})
 
 	t.Run("sftp.put and sftp.get", func(t *testing.T) {
-		p := &putParams{Path: filepath.Join(s.home, "certool.cfg"), Content: "Country = US\nName = STS\n", Mode: "0600"}
+		p := &putParams{Path: filepath.Join(s.Home, "certool.cfg"), Content: "Country = US\nName = STS\n", Mode: "0600"}
 		for _, content := range []string{p.Content, "Country = DS\n"} {
 			p.Content = content
 			env := *env
@@ -246,7 +122,7 @@ func TestOpenSSH(t *testing.T) {
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("mode %v, %v", fi, err)
 		}
-		entries, _ := os.ReadDir(s.home)
+		entries, _ := os.ReadDir(s.Home)
 		for _, e := range entries {
 			if strings.Contains(e.Name(), ".runbook-") {
 				t.Errorf("temporary file left: %s", e.Name())
@@ -255,7 +131,7 @@ func TestOpenSSH(t *testing.T) {
 	})
 
 	t.Run("restore", func(t *testing.T) {
-		p := &putParams{Path: filepath.Join(s.home, "new.txt"), Content: "new\n"}
+		p := &putParams{Path: filepath.Join(s.Home, "new.txt"), Content: "new\n"}
 		env := *env
 		env.BackupDir = t.TempDir()
 		if _, err := backupPut(ctx, &env, p); err != nil {
