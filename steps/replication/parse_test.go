@@ -1,18 +1,15 @@
 package replication
 
 import (
-	"bytes"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"runbook/internal/golden"
+)
 
 // TestParsePartnerStatusGolden parses showpartnerstatus outputs in the
 // format of vcenter-procedures.md §5.1 (several partners, Host available
@@ -36,24 +33,7 @@ func TestParsePartnerStatusGolden(t *testing.T) {
 			if ps == nil {
 				ps = []Partner{}
 			}
-			got, err := json.MarshalIndent(ps, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, '\n')
-			golden := strings.TrimSuffix(in, ".txt") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("parsed:\n%s\nwant:\n%s", got, want)
-			}
+			golden.JSON(t, strings.TrimSuffix(in, ".txt")+".golden", ps)
 		})
 	}
 }

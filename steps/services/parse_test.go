@@ -1,18 +1,15 @@
 package services
 
 import (
-	"bytes"
-	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"runbook/internal/golden"
+)
 
 // TestParseStatusGolden parses service-control --status outputs in the
 // format of vcenter-procedures.md §7 (either group first, wrapped name
@@ -32,24 +29,7 @@ func TestParseStatusGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := json.MarshalIndent(st, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, '\n')
-			golden := strings.TrimSuffix(in, ".txt") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("parsed:\n%s\nwant:\n%s", got, want)
-			}
+			golden.JSON(t, strings.TrimSuffix(in, ".txt")+".golden", st)
 		})
 	}
 }

@@ -1,10 +1,7 @@
 package vecs
 
 import (
-	"bytes"
 	"crypto"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"runbook/internal/golden"
+
 	"runbook/steps/certinfo"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // parsedEntry is what the golden files record of a parsed entry: enough to
 // see that the right text landed in the right field.
@@ -66,24 +63,7 @@ func TestParseEntryListGolden(t *testing.T) {
 				}
 				got = append(got, pe)
 			}
-			b, err := json.MarshalIndent(got, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			b = append(b, '\n')
-			golden := strings.TrimSuffix(in, ".txt") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, b, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(b, want) {
-				t.Errorf("parsed:\n%s\nwant:\n%s", b, want)
-			}
+			golden.JSON(t, strings.TrimSuffix(in, ".txt")+".golden", got)
 		})
 	}
 }
