@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -178,8 +179,8 @@ func TestAssign(t *testing.T) {
 // taken as written: YAML would read 0644 as an octal number and on as true.
 func TestStringDefaultIsLiteral(t *testing.T) {
 	type params struct {
-		Mode string `yaml:"mode" default:"0644"`
-		Flag string `yaml:"flag" default:"on"`
+		Mode string `yaml:"mode" default:"0644" doc:"The mode param."`
+		Flag string `yaml:"flag" default:"on" doc:"The flag param."`
 	}
 	reg := NewRegistry()
 	reg.Register(Read[params, struct{}]{
@@ -200,4 +201,74 @@ func TestStringDefaultIsLiteral(t *testing.T) {
 	if _, err := Schema(reg); err != nil {
 		t.Errorf("Schema: %v", err)
 	}
+}
+
+// TestRegisterChecksTags checks that Register refuses a step type whose
+// params or outputs break the tag conventions the loader, the schema and
+// expressions rely on.
+func TestRegisterChecksTags(t *testing.T) {
+	type inner struct {
+		Name string `json:"name" expr:"nom"`
+	}
+	type embedded struct {
+		Base string `yaml:"base" doc:"The base."`
+	}
+	tests := []struct {
+		name    string
+		params  any
+		outputs any
+		want    string // "" means registered
+	}{
+		{"good", struct {
+			A string `yaml:"a" doc:"An a."`
+		}{}, struct {
+			B []struct {
+				C string `json:"c" expr:"c"`
+			} `json:"b" expr:"b"`
+		}{}, ""},
+		{"inline params", struct {
+			embedded `yaml:",inline"`
+		}{}, struct{}{}, ""},
+		{"no yaml key", struct {
+			A string `doc:"An a."`
+		}{}, struct{}{}, "params field A has no yaml tag"},
+		{"no doc sentence", struct {
+			A string `yaml:"a" doc:"an a"`
+		}{}, struct{}{}, `params field A: doc "an a" is not a sentence`},
+		{"nested params", struct {
+			L []struct {
+				X string `yaml:"x"`
+			} `yaml:"l" doc:"A list."`
+		}{}, struct{}{}, `params field X: doc "" is not a sentence`},
+		{"json and expr differ", struct{}{}, struct {
+			B string `json:"b" expr:"bee"`
+		}{}, `json "b" and expr "bee" differ`},
+		{"nested outputs", struct{}{}, struct {
+			L []inner `json:"l" expr:"l"`
+		}{}, `outputs field inner.Name: json "name" and expr "nom" differ`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkTags(reflect.TypeOf(tc.params), reflect.TypeOf(tc.outputs))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "doc") {
+			t.Errorf("Register of a step type without doc tags: %v, want a panic", r)
+		}
+	}()
+	NewRegistry().Register(Read[struct {
+		A string `yaml:"a"`
+	}, struct{}]{Spec: Spec{ID: "bad.tags", Summary: "Breaks the conventions."},
+		Run: func(context.Context, *Env, *struct {
+			A string `yaml:"a"`
+		}) (struct{}, error) {
+			return struct{}{}, nil
+		}})
 }

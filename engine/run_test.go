@@ -70,7 +70,7 @@ func (w *rtWorld) count(key string) int {
 }
 
 type rtFileParams struct {
-	Path string `yaml:"path" required:"true"`
+	Path string `yaml:"path" required:"true" doc:"The path param."`
 }
 
 type rtFileOutputs struct {
@@ -79,11 +79,11 @@ type rtFileOutputs struct {
 }
 
 type rtWriteParams struct {
-	Path    string `yaml:"path" required:"true"`
-	Content string `yaml:"content"`
+	Path    string `yaml:"path" required:"true" doc:"The path param."`
+	Content string `yaml:"content" doc:"The content param."`
 	// Check forces Check's answer: "" (look at the file), "unknown", "never";
 	// "backupdir" looks at the file only when Check is shown the backup folder.
-	Check string `yaml:"check" enum:",unknown,never,backupdir"`
+	Check string `yaml:"check" enum:",unknown,never,backupdir" doc:"The check param."`
 }
 
 type rtWriteOutputs struct {
@@ -91,8 +91,8 @@ type rtWriteOutputs struct {
 }
 
 type rtFlakyParams struct {
-	Key  string `yaml:"key" required:"true"`
-	Fail int    `yaml:"fail"`
+	Key  string `yaml:"key" required:"true" doc:"The key param."`
+	Fail int    `yaml:"fail" doc:"The fail param."`
 }
 
 type rtFlakyOutputs struct {
@@ -100,12 +100,12 @@ type rtFlakyOutputs struct {
 }
 
 type rtSleepParams struct {
-	For time.Duration `yaml:"for" required:"true"`
+	For time.Duration `yaml:"for" required:"true" doc:"The for param."`
 }
 
 type rtEchoParams struct {
-	Text string `yaml:"text"`
-	Fail bool   `yaml:"fail"`
+	Text string `yaml:"text" doc:"The text param."`
+	Fail bool   `yaml:"fail" doc:"The fail param."`
 }
 
 type rtEchoOutputs struct {
@@ -113,7 +113,7 @@ type rtEchoOutputs struct {
 }
 
 type rtConfirmParams struct {
-	Prompt string `yaml:"prompt" required:"true"`
+	Prompt string `yaml:"prompt" required:"true" doc:"The prompt param."`
 }
 
 type rtConfirmOutputs struct {

@@ -2,11 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -391,6 +393,9 @@ func (r *Registry) Register(t StepType) {
 	if err := validateFuncs(t); err != nil {
 		panic(fmt.Sprintf("engine: step type %s: %v", s.ID, err))
 	}
+	if err := checkTags(t.ParamsType(), t.OutputsType()); err != nil {
+		panic(fmt.Sprintf("engine: step type %s: %v", s.ID, err))
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, dup := r.types[s.ID]; dup {
@@ -414,6 +419,63 @@ func validateFuncs(t StepType) error {
 		}
 	}
 	return nil
+}
+
+// checkTags checks the tag conventions the loader, the schema and
+// expressions rely on: every params field, in nested structs too, has a
+// yaml key and a doc sentence; every outputs field, in nested structs too, has the same json
+// and expr name.
+func checkTags(params, outputs reflect.Type) error {
+	var errs []error
+	seenParams := map[reflect.Type]bool{}
+	var fields func(reflect.Type)
+	fields = func(st reflect.Type) {
+		for st.Kind() == reflect.Slice || st.Kind() == reflect.Pointer || st.Kind() == reflect.Map {
+			st = st.Elem()
+		}
+		if st.Kind() != reflect.Struct || st == reflect.TypeFor[time.Time]() || seenParams[st] {
+			return
+		}
+		seenParams[st] = true
+		for i := range st.NumField() {
+			f := st.Field(i)
+			if f.Anonymous && strings.Contains(f.Tag.Get("yaml"), "inline") {
+				fields(f.Type) // an embedded struct's fields are the step's own
+				continue
+			}
+			if f.Tag.Get("yaml") == "" {
+				errs = append(errs, fmt.Errorf("params field %s has no yaml tag", f.Name))
+			}
+			if doc := f.Tag.Get("doc"); doc == "" || !strings.HasSuffix(doc, ".") {
+				errs = append(errs, fmt.Errorf("params field %s: doc %q is not a sentence", f.Name, doc))
+			}
+			fields(f.Type) // a list of objects: its fields are params too
+		}
+	}
+	fields(params)
+	seen := map[reflect.Type]bool{}
+	var walk func(reflect.Type)
+	walk = func(st reflect.Type) {
+		for st.Kind() == reflect.Slice || st.Kind() == reflect.Pointer || st.Kind() == reflect.Map {
+			st = st.Elem()
+		}
+		if st.Kind() != reflect.Struct || st == reflect.TypeFor[time.Time]() || seen[st] {
+			return
+		}
+		seen[st] = true
+		for i := range st.NumField() {
+			f := st.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if j, e := f.Tag.Get("json"), f.Tag.Get("expr"); j == "" || strings.Split(j, ",")[0] != e {
+				errs = append(errs, fmt.Errorf("outputs field %s.%s: json %q and expr %q differ", st.Name(), f.Name, j, e))
+			}
+			walk(f.Type)
+		}
+	}
+	walk(outputs)
+	return errors.Join(errs...)
 }
 
 // Lookup returns the step type registered under id.

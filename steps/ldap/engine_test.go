@@ -12,7 +12,6 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -48,55 +47,6 @@ func TestRegister(t *testing.T) {
 		if st.Describe().Doc == "" {
 			t.Errorf("%s has no doc", id)
 		}
-		checkTags(t, id, st.ParamsType(), map[reflect.Type]bool{})
-		checkOutputTags(t, id, st.OutputsType(), map[reflect.Type]bool{})
-	}
-}
-
-// checkTags checks that every params field, nested ones included, has a
-// yaml key and a doc sentence.
-func checkTags(t *testing.T, id string, typ reflect.Type, seen map[reflect.Type]bool) {
-	t.Helper()
-	for typ.Kind() == reflect.Slice || typ.Kind() == reflect.Map || typ.Kind() == reflect.Pointer {
-		typ = typ.Elem()
-	}
-	if typ.Kind() != reflect.Struct || seen[typ] {
-		return
-	}
-	seen[typ] = true
-	for i := range typ.NumField() {
-		f := typ.Field(i)
-		if f.Anonymous {
-			checkTags(t, id, f.Type, seen)
-			continue
-		}
-		if f.Tag.Get("yaml") == "" {
-			t.Errorf("%s params %s.%s: no yaml tag", id, typ.Name(), f.Name)
-		}
-		if doc := f.Tag.Get("doc"); doc == "" || !strings.HasSuffix(doc, ".") {
-			t.Errorf("%s params %s.%s: doc %q is not a sentence", id, typ.Name(), f.Name, doc)
-		}
-		checkTags(t, id, f.Type, seen)
-	}
-}
-
-// checkOutputTags checks that every outputs field, nested ones included,
-// has the same json and expr name.
-func checkOutputTags(t *testing.T, id string, typ reflect.Type, seen map[reflect.Type]bool) {
-	t.Helper()
-	for typ.Kind() == reflect.Slice || typ.Kind() == reflect.Map || typ.Kind() == reflect.Pointer {
-		typ = typ.Elem()
-	}
-	if typ.Kind() != reflect.Struct || seen[typ] {
-		return
-	}
-	seen[typ] = true
-	for i := range typ.NumField() {
-		f := typ.Field(i)
-		if j, e := f.Tag.Get("json"), f.Tag.Get("expr"); j == "" || j != e {
-			t.Errorf("%s outputs %s.%s: json %q and expr %q differ", id, typ.Name(), f.Name, j, e)
-		}
-		checkOutputTags(t, id, f.Type, seen)
 	}
 }
 

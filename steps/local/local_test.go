@@ -2,7 +2,6 @@ package local
 
 import (
 	"bytes"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -52,30 +51,6 @@ func TestRegister(t *testing.T) {
 		}
 		if st.Effect() != effect {
 			t.Errorf("%s: effect %s, want %s", id, st.Effect(), effect)
-		}
-		checkTags(t, id, st.ParamsType(), st.OutputsType())
-	}
-}
-
-// checkTags checks the struct tag conventions: every params field has a
-// yaml key and a doc sentence; every outputs field has the same json and
-// expr name.
-func checkTags(t *testing.T, id string, params, outputs reflect.Type) {
-	t.Helper()
-	for i := range params.NumField() {
-		f := params.Field(i)
-		if f.Tag.Get("yaml") == "" {
-			t.Errorf("%s params %s: no yaml tag", id, f.Name)
-		}
-		if doc := f.Tag.Get("doc"); doc == "" || !strings.HasSuffix(doc, ".") {
-			t.Errorf("%s params %s: doc %q is not a sentence", id, f.Name, doc)
-		}
-	}
-	for i := range outputs.NumField() {
-		f := outputs.Field(i)
-		j, e := f.Tag.Get("json"), f.Tag.Get("expr")
-		if j == "" || j != e {
-			t.Errorf("%s outputs %s: json %q and expr %q differ", id, f.Name, j, e)
 		}
 	}
 }

@@ -29,7 +29,6 @@ func TestRegister(t *testing.T) {
 		if st.Effect() != effect {
 			t.Errorf("%s: effect %s, want %s", id, st.Effect(), effect)
 		}
-		checkTags(t, id, st.ParamsType(), st.OutputsType())
 	}
 }
 

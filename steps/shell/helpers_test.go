@@ -3,7 +3,6 @@ package shell
 import (
 	"bytes"
 	"context"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -50,42 +49,6 @@ func newEnv(t testing.TB, tg engine.Target) *engine.Env {
 		Redact:    func(s string) string { return strings.ReplaceAll(s, testSecret, "***") },
 		Secrets:   []string{testSecret},
 	}
-}
-
-// checkTags checks the struct tag conventions of a step type: every params
-// field has a yaml key and a doc sentence; every outputs field, nested
-// structs included, has the same json and expr name.
-func checkTags(t *testing.T, id string, params, outputs reflect.Type) {
-	t.Helper()
-	for i := range params.NumField() {
-		f := params.Field(i)
-		if f.Tag.Get("yaml") == "" {
-			t.Errorf("%s params %s: no yaml tag", id, f.Name)
-		}
-		if doc := f.Tag.Get("doc"); doc == "" || !strings.HasSuffix(doc, ".") {
-			t.Errorf("%s params %s: doc %q is not a sentence", id, f.Name, doc)
-		}
-	}
-	seen := map[reflect.Type]bool{}
-	var walk func(reflect.Type)
-	walk = func(st reflect.Type) {
-		for st.Kind() == reflect.Slice || st.Kind() == reflect.Pointer {
-			st = st.Elem()
-		}
-		if st.Kind() != reflect.Struct || st == reflect.TypeFor[time.Time]() || seen[st] {
-			return
-		}
-		seen[st] = true
-		for i := range st.NumField() {
-			f := st.Field(i)
-			j, e := f.Tag.Get("json"), f.Tag.Get("expr")
-			if j == "" || j != e {
-				t.Errorf("%s outputs %s.%s: json %q and expr %q differ", id, st.Name(), f.Name, j, e)
-			}
-			walk(f.Type)
-		}
-	}
-	walk(outputs)
 }
 
 // snapshotUnchanged fails the test when the lab changed since before.

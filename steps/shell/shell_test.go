@@ -30,7 +30,6 @@ func TestRegister(t *testing.T) {
 		if !ok || st.Effect() != eff {
 			t.Fatalf("%s: registered %v, effect %v", id, ok, st.Effect())
 		}
-		checkTags(t, id, st.ParamsType(), st.OutputsType())
 	}
 }
 

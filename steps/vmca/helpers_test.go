@@ -6,8 +6,6 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -68,27 +66,5 @@ func golden(t *testing.T, name, got string) {
 	}
 	if got != string(want) {
 		t.Errorf("%s differs (run with -update to accept):\n--- got\n%s\n--- want\n%s", p, got, want)
-	}
-}
-
-// checkTags checks the struct tag conventions of a step type: every params
-// field has a yaml key and a doc sentence; every outputs field has the same
-// json and expr name.
-func checkTags(t *testing.T, params, outputs reflect.Type) {
-	t.Helper()
-	for i := range params.NumField() {
-		f := params.Field(i)
-		if f.Tag.Get("yaml") == "" {
-			t.Errorf("params %s: no yaml tag", f.Name)
-		}
-		if doc := f.Tag.Get("doc"); doc == "" || !strings.HasSuffix(doc, ".") {
-			t.Errorf("params %s: doc %q is not a sentence", f.Name, doc)
-		}
-	}
-	for i := range outputs.NumField() {
-		f := outputs.Field(i)
-		if j := f.Tag.Get("json"); j == "" || j != f.Tag.Get("expr") {
-			t.Errorf("outputs %s: json %q and expr %q differ", f.Name, j, f.Tag.Get("expr"))
-		}
 	}
 }

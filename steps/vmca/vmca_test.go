@@ -26,7 +26,6 @@ func TestRegister(t *testing.T) {
 	if !ok || st.Effect() != engine.EffectWrite || len(r.IDs()) != 1 {
 		t.Fatalf("registered %v", r.IDs())
 	}
-	checkTags(t, st.ParamsType(), st.OutputsType())
 }
 
 // workDir is the remote work folder for testLab's run id.
