@@ -126,62 +126,50 @@ func (s *serviceRegistration) Get(req *ltypes.Get) soap.HasFault {
 // Set replaces the mutable part of a registration.
 func (s *serviceRegistration) Set(ctx *simulator.Context, req *ltypes.Set) soap.HasFault {
 	body := new(lmethods.SetBody)
-	if f := s.authenticated(ctx); f != nil {
-		body.Fault_ = f
-		return body
+	if body.Fault_ = s.write(ctx, func() error { return s.store.Set(req.ServiceId, req.ServiceSpec) },
+		func() *soap.Fault { return checkID(req.ServiceId) },
+		func() *soap.Fault { return checkMutable(&req.ServiceSpec.LookupServiceRegistrationMutableServiceInfo) }); body.Fault_ == nil {
+		body.Res = new(ltypes.SetResponse)
 	}
-	if err := checkID(req.ServiceId); err != nil {
-		body.Fault_ = err
-		return body
-	}
-	if err := checkMutable(&req.ServiceSpec.LookupServiceRegistrationMutableServiceInfo); err != nil {
-		body.Fault_ = err
-		return body
-	}
-	if err := s.store.Set(req.ServiceId, req.ServiceSpec); err != nil {
-		body.Fault_ = storeFault(err)
-		return body
-	}
-	body.Res = new(ltypes.SetResponse)
 	return body
 }
 
 // Create adds a registration.
 func (s *serviceRegistration) Create(ctx *simulator.Context, req *ltypes.Create) soap.HasFault {
 	body := new(lmethods.CreateBody)
-	if f := s.authenticated(ctx); f != nil {
-		body.Fault_ = f
-		return body
+	if body.Fault_ = s.write(ctx, func() error { return s.store.Create(req.ServiceId, req.CreateSpec) },
+		func() *soap.Fault { return checkID(req.ServiceId) },
+		func() *soap.Fault { return checkCommon(&req.CreateSpec.LookupServiceRegistrationCommonServiceInfo) }); body.Fault_ == nil {
+		body.Res = new(ltypes.CreateResponse)
 	}
-	if err := checkID(req.ServiceId); err != nil {
-		body.Fault_ = err
-		return body
-	}
-	if err := checkCommon(&req.CreateSpec.LookupServiceRegistrationCommonServiceInfo); err != nil {
-		body.Fault_ = err
-		return body
-	}
-	if err := s.store.Create(req.ServiceId, req.CreateSpec); err != nil {
-		body.Fault_ = storeFault(err)
-		return body
-	}
-	body.Res = new(ltypes.CreateResponse)
 	return body
 }
 
 // Delete removes a registration.
 func (s *serviceRegistration) Delete(ctx *simulator.Context, req *ltypes.Delete) soap.HasFault {
 	body := new(lmethods.DeleteBody)
-	if f := s.authenticated(ctx); f != nil {
-		body.Fault_ = f
-		return body
+	if body.Fault_ = s.write(ctx, func() error { return s.store.Delete(req.ServiceId) }); body.Fault_ == nil {
+		body.Res = new(ltypes.DeleteResponse)
 	}
-	if err := s.store.Delete(req.ServiceId); err != nil {
-		body.Fault_ = storeFault(err)
-		return body
-	}
-	body.Res = new(ltypes.DeleteResponse)
 	return body
+}
+
+// write runs a mutating call as a real Lookup Service does: the session
+// must be authenticated and every check pass (in order); then the store's
+// error, if any, becomes the fault.
+func (s *serviceRegistration) write(ctx *simulator.Context, do func() error, checks ...func() *soap.Fault) *soap.Fault {
+	if f := s.authenticated(ctx); f != nil {
+		return f
+	}
+	for _, check := range checks {
+		if f := check(); f != nil {
+			return f
+		}
+	}
+	if err := do(); err != nil {
+		return storeFault(err)
+	}
+	return nil
 }
 
 // storeFault translates a Store error into the Lookup Service fault a real
