@@ -489,6 +489,13 @@ func chmodCmd(_ context.Context, inv *Invocation) int {
 }
 
 func cpCmd(_ context.Context, inv *Invocation) int {
+	return eachSource(inv, func(src, target string) error { return copyFile(inv, src, target) })
+}
+
+// eachSource applies op to each source operand of cp or mv and its target:
+// the last operand, or the file of the same name in it when it is a
+// directory (which it must be for several sources), as coreutils does.
+func eachSource(inv *Invocation, op func(src, target string) error) int {
 	_, operands, _ := flags(inv.Args[1:], "")
 	if len(operands) < 2 {
 		usage(inv, "missing file operand")
@@ -508,7 +515,7 @@ func cpCmd(_ context.Context, inv *Invocation) int {
 		if dstDir {
 			target = path.Join(dst, path.Base(src))
 		}
-		if err := copyFile(inv, src, target); err != nil {
+		if err := op(src, target); err != nil {
 			errorf(inv, "%v", err)
 			status = 1
 		}
@@ -544,36 +551,15 @@ func copyFile(inv *Invocation, src, dst string) error {
 }
 
 func mvCmd(_ context.Context, inv *Invocation) int {
-	_, operands, _ := flags(inv.Args[1:], "")
-	if len(operands) < 2 {
-		usage(inv, "missing file operand")
-		return 1
-	}
-	srcs, dst := operands[:len(operands)-1], operands[len(operands)-1]
-	dstDir := false
-	if fi, err := inv.FS.Stat(inv.Rel(dst)); err == nil && fi.IsDir() {
-		dstDir = true
-	} else if len(srcs) > 1 {
-		errorf(inv, "target '%s' is not a directory", dst)
-		return 1
-	}
-	status := 0
-	for _, src := range srcs {
-		target := dst
-		if dstDir {
-			target = path.Join(dst, path.Base(src))
-		}
+	return eachSource(inv, func(src, target string) error {
 		if _, err := inv.FS.Lstat(inv.Rel(src)); err != nil {
-			errorf(inv, "cannot stat '%s': %s", src, errText(err))
-			status = 1
-			continue
+			return fmt.Errorf("cannot stat '%s': %s", src, errText(err))
 		}
 		if err := inv.FS.Rename(inv.Rel(src), inv.Rel(target)); err != nil {
-			errorf(inv, "cannot move '%s' to '%s': %s", src, target, errText(err))
-			status = 1
+			return fmt.Errorf("cannot move '%s' to '%s': %s", src, target, errText(err))
 		}
-	}
-	return status
+		return nil
+	})
 }
 
 func touchCmd(_ context.Context, inv *Invocation) int {
